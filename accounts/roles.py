@@ -1,0 +1,29 @@
+"""Roles are Django groups, managed in the admin. These are their names."""
+
+from __future__ import annotations
+
+RESEARCHERS = "researchers"          # may submit checkpoints
+SAFETY = "safety"                    # safety reviewers
+POLICY = "policy"                    # policy / legal reviewers
+RELEASE_MANAGERS = "release_managers"  # publish stages
+
+ALL_ROLES = (RESEARCHERS, SAFETY, POLICY, RELEASE_MANAGERS)
+REVIEWER_ROLES = (SAFETY, POLICY)
+
+
+def has_role(user, role: str) -> bool:
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    return role in user_roles(user)
+
+
+def user_roles(user) -> set[str]:
+    if not getattr(user, "is_authenticated", False):
+        return set()
+    cached = getattr(user, "_stagegate_roles", None)
+    if cached is None:
+        cached = set(user.groups.values_list("name", flat=True))
+        user._stagegate_roles = cached
+    return cached

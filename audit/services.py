@@ -1,0 +1,93 @@
+"""The one writer of audit events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+from django.utils import timezone
+
+from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, canonical_json
+
+
+def _object_fields(obj: Any) -> tuple[str, str, str]:
+    if obj is None:
+        return "", "", ""
+    if isinstance(obj, models.Model):
+        return obj._meta.label_lower, str(obj.pk), str(obj)[:300]
+    raise TypeError(f"audit object must be a model instance, not {type(obj).__name__}")
+
+
+def record_event(*, actor, verb: str, obj: Any = None, data: dict | None = None) -> AuditEvent:
+    """Append one event to the chain, in the caller's transaction.
+
+    The chain head row is locked with SELECT ... FOR UPDATE, so concurrent writers chain one
+    after another; the lock is held until the caller's transaction commits, which is what makes
+    "the state change and its audit event" one atomic unit.
+    """
+    object_type, object_id, object_repr = _object_fields(obj)
+    # Round-trip through the encoder so what is stored is exactly what was hashed.
+    data_json = canonical_json(json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder)))
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    with transaction.atomic():
+        head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
+        event = AuditEvent(
+            seq=head.seq + 1,
+            created_at=timezone.now(),
+            actor=user,
+            actor_username=user.get_username() if user else "",
+            verb=verb,
+            object_type=object_type,
+            object_id=object_id,
+            object_repr=object_repr,
+            data_json=data_json,
+            prev_hash=head.hash,
+        )
+        event.hash = event.compute_hash()
+        event.save()
+        head.seq, head.hash = event.seq, event.hash
+        head.save(update_fields=["seq", "hash"])
+    return event
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    seq: int
+    event_id: int | None
+    reason: str
+
+
+def verify_chain(*, batch_size: int = 2000) -> ChainBreak | None:
+    """Recompute the chain in order; return the first broken link, or None when intact."""
+    prev_hash = GENESIS_HASH
+    expected_seq = 1
+    for event in _iterate(batch_size):
+        if event.seq != expected_seq:
+            return ChainBreak(expected_seq, None, f"event #{expected_seq} is missing")
+        if event.prev_hash != prev_hash:
+            return ChainBreak(event.seq, event.pk,
+                              f"event #{event.seq} (id {event.pk}) does not link to event #{event.seq - 1}")
+        if event.compute_hash() != event.hash:
+            return ChainBreak(event.seq, event.pk,
+                              f"event #{event.seq} (id {event.pk}, {event.verb}) was altered: "
+                              "its contents no longer match its hash")
+        prev_hash = event.hash
+        expected_seq += 1
+    head = AuditChainHead.objects.filter(pk=1).first()
+    if head and head.seq != expected_seq - 1:
+        return ChainBreak(expected_seq, None,
+                          f"the chain ends at event #{expected_seq - 1} but {head.seq} were written")
+    return None
+
+
+def _iterate(batch_size: int) -> Iterator[AuditEvent]:
+    last = 0
+    while True:
+        batch = list(AuditEvent.objects.filter(seq__gt=last).order_by("seq")[:batch_size])
+        if not batch:
+            return
+        yield from batch
+        last = batch[-1].seq

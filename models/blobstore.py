@@ -1,0 +1,241 @@
+"""The content-addressed blob store (DESIGN.md §3).
+
+Bytes are hashed while they are written, once, to a temporary file under FILE_UPLOAD_TEMP_DIR;
+storing them is then a rename into `blobs/ab/cd/<sha256>` on the filesystem backend (or one
+upload on S3). Everything goes through Django's Storage API (`storages["blobs"]`), so a worker on
+another machine reads a blob exactly as the web process wrote it. Nothing here reads a whole file
+into memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage, storages
+
+CHUNK_SIZE = 4 * 1024 * 1024
+Progress = Callable[[int], None]
+
+
+class FileTooLarge(ValueError):
+    pass
+
+
+def blob_name(sha256: str) -> str:
+    return f"blobs/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def blob_storage():
+    return storages["blobs"]
+
+
+class FileSystemBlobStorage(FileSystemStorage):
+    """FileSystemStorage for content-addressed names: a name is never altered, and a blob
+    appears whole or not at all (temporary name in the same folder, then rename)."""
+
+    def get_available_name(self, name, max_length=None):
+        return name
+
+    def _save(self, name, content):
+        full_path = Path(self.path(name))
+        full_path.parent.mkdir(parents=True, exist_ok=True)
+        if full_path.exists():
+            return name  # same name, same bytes
+        source = getattr(content, "temporary_file_path", None)
+        if source is not None:
+            try:
+                os.replace(source(), full_path)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                self._copy_then_rename(content, full_path)
+        else:
+            self._copy_then_rename(content, full_path)
+        if self.file_permissions_mode is not None:
+            os.chmod(full_path, self.file_permissions_mode)
+        return name
+
+    @staticmethod
+    def _copy_then_rename(content, full_path: Path) -> None:
+        fd, tmp = tempfile.mkstemp(dir=full_path.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                content.seek(0)
+                for chunk in content.chunks(CHUNK_SIZE):
+                    out.write(chunk)
+            os.replace(tmp, full_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class _NamedTempFile(File):
+    """A local temporary file that FileSystemBlobStorage can move instead of copying."""
+
+    def temporary_file_path(self) -> str:
+        return self.name
+
+
+@dataclass
+class StagedFile:
+    """Bytes that are hashed and sit in a local temporary file, waiting to become a blob."""
+
+    path: str
+    sha256: str
+    size: int
+    local_path: Path | None = None
+    stored: bool = field(default=False)
+
+    def open(self) -> BinaryIO:
+        if self.local_path is not None:
+            return open(self.local_path, "rb")
+        return blob_storage().open(blob_name(self.sha256), "rb")
+
+    def discard(self) -> None:
+        if self.local_path is not None:
+            self.local_path.unlink(missing_ok=True)
+            self.local_path = None
+
+
+def temp_dir() -> Path:
+    path = Path(settings.FILE_UPLOAD_TEMP_DIR)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_temp_file() -> tuple[BinaryIO, Path]:
+    handle = tempfile.NamedTemporaryFile(dir=temp_dir(), prefix="upload-", delete=False)
+    return handle, Path(handle.name)
+
+
+def stage_chunks(path: str, chunks: Iterable[bytes], *, max_size: int | None = None,
+                 progress: Progress | None = None) -> StagedFile:
+    """Write `chunks` to a temporary file while hashing them: one pass, constant memory."""
+    limit = settings.STAGEGATE_MAX_FILE_SIZE if max_size is None else max_size
+    digest = hashlib.sha256()
+    size = 0
+    handle, local = new_temp_file()
+    try:
+        with handle:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise FileTooLarge(f"{path}: file is larger than the {format_size(limit)} limit "
+                                       "(STAGEGATE_MAX_FILE_SIZE)")
+                digest.update(chunk)
+                handle.write(chunk)
+                if progress:
+                    progress(len(chunk))
+    except BaseException:
+        local.unlink(missing_ok=True)
+        raise
+    return StagedFile(path=path, sha256=digest.hexdigest(), size=size, local_path=local)
+
+
+def stage_local_file(path: str, source: Path, *, progress: Progress | None = None) -> StagedFile:
+    """Copy a local file into a temporary file and hash it, reading the source once.
+
+    The copy runs in the kernel (copy_file_range) in one thread while this thread hashes the same
+    bytes through the page cache, so the wall time is close to that of hashing alone.
+    """
+    size = source.stat().st_size
+    limit = settings.STAGEGATE_MAX_FILE_SIZE
+    if size > limit:
+        raise FileTooLarge(f"{path}: file is {format_size(size)}, larger than the "
+                           f"{format_size(limit)} limit (STAGEGATE_MAX_FILE_SIZE)")
+    handle, local = new_temp_file()
+    errors: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            with open(source, "rb") as src, handle:
+                _kernel_copy(src.fileno(), handle.fileno(), size)
+        except BaseException as exc:  # surfaced below, in the caller's thread
+            errors.append(exc)
+
+    copier = threading.Thread(target=copy, name="stage-copy")
+    copier.start()
+    digest = hashlib.sha256()
+    hashed = 0
+    try:
+        with open(source, "rb") as src:
+            while chunk := src.read(CHUNK_SIZE):
+                digest.update(chunk)
+                hashed += len(chunk)
+                if progress:
+                    progress(len(chunk))
+    finally:
+        copier.join()
+    if errors or hashed != size or local.stat().st_size != size:
+        local.unlink(missing_ok=True)
+        if errors:
+            raise errors[0]
+        raise OSError(f"{path}: the file changed size while it was read; try again")
+    return StagedFile(path=path, sha256=digest.hexdigest(), size=size, local_path=local)
+
+
+def _kernel_copy(src_fd: int, dst_fd: int, size: int) -> None:
+    copied = 0
+    copy_range = getattr(os, "copy_file_range", None)
+    while copied < size:
+        want = min(size - copied, 256 * 1024 * 1024)
+        n = 0
+        if copy_range is not None:
+            try:
+                n = copy_range(src_fd, dst_fd, want)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                copy_range = None
+        if copy_range is None:
+            n = os.sendfile(dst_fd, src_fd, None, want)
+        if n == 0:
+            break
+        copied += n
+
+
+def store(staged: StagedFile) -> bool:
+    """Make the staged bytes a blob. Returns True when this call created the blob, False when
+    identical bytes were already stored (deduplication); the temporary file is gone either way."""
+    storage = blob_storage()
+    name = blob_name(staged.sha256)
+    if staged.local_path is None:
+        return False
+    try:
+        if storage.exists(name):
+            return False
+        with open(staged.local_path, "rb") as fh:
+            storage.save(name, _NamedTempFile(fh, name=str(staged.local_path)))
+        return True
+    finally:
+        staged.discard()
+
+
+def open_blob(sha256: str) -> File:
+    return blob_storage().open(blob_name(sha256), "rb")
+
+
+def blob_exists(sha256: str) -> bool:
+    return blob_storage().exists(blob_name(sha256))
+
+
+def delete_blob(sha256: str) -> None:
+    blob_storage().delete(blob_name(sha256))
+
+
+def format_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

@@ -1,0 +1,150 @@
+"""The checkpoint registry: families, checkpoints, their files and the blobs behind them."""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.urls import reverse
+
+from models.formats.layout import FileKind
+
+FAMILY_NAME_RE = re.compile(r"^(?P<org>[A-Za-z0-9][A-Za-z0-9._-]{0,95})/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,95})$")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ModelFamily(models.Model):
+    """`org/name`, which is also the family's repo id on the hub."""
+
+    org = models.CharField(max_length=96)
+    name = models.CharField(max_length=96)
+    description = models.TextField(blank=True)
+    owners = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="owned_family")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["org", "name"]
+        constraints = [models.UniqueConstraint(fields=["org", "name"], name="unique_family_name")]
+        verbose_name_plural = "model families"
+
+    def __str__(self) -> str:
+        return self.repo_id
+
+    @property
+    def repo_id(self) -> str:
+        return f"{self.org}/{self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("registry:family-detail", args=[self.org, self.name])
+
+
+class Blob(models.Model):
+    """Content-addressed bytes, stored once at `blobs/ab/cd/<sha256>` (see blobstore.py)."""
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    size = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.sha256
+
+
+class Checkpoint(models.Model):
+    class Status(models.TextChoices):
+        RECEIVED = "received", "received"
+        SCANNING = "scanning", "scan pending"
+        READY = "ready", "ready"
+        QUARANTINED = "quarantined", "quarantined"
+
+    family = models.ForeignKey(ModelFamily, on_delete=models.PROTECT, related_name="checkpoints")
+    label = models.CharField(max_length=128)
+    manifest_digest = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    census = models.JSONField(default=dict)
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
+                                     on_delete=models.SET_NULL, related_name="submitted_checkpoints")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["family", "label"],
+                                               name="unique_label_per_family")]
+
+    def __str__(self) -> str:
+        return f"{self.family.repo_id}@{self.label}"
+
+    @property
+    def commit(self) -> str:
+        """The hub "commit": the manifest digest's first 40 hex characters."""
+        return self.manifest_digest[:40]
+
+    @property
+    def parameters(self) -> int:
+        return int(self.census.get("parameters", {}).get("total", 0))
+
+    def get_absolute_url(self) -> str:
+        return reverse("registry:checkpoint-detail", args=[self.pk])
+
+
+class CheckpointFile(models.Model):
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=512)
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="checkpoint_files")
+    size = models.BigIntegerField()
+    kind = models.CharField(max_length=24, choices=FileKind.CHOICES)
+    header = models.JSONField(default=dict, blank=True,
+                              help_text="For safetensors: tensors (dtype, shape) and __metadata__.")
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [models.UniqueConstraint(fields=["checkpoint", "path"],
+                                               name="unique_path_per_checkpoint")]
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def sha256(self) -> str:
+        return self.blob_id
+
+
+class UploadSession(models.Model):
+    """A checkpoint being uploaded one streaming PUT per file, committed in one request.
+
+    Its files are already blobs (so any web process can take the next request); an abandoned
+    session is purged with its unreferenced blobs after STAGEGATE_UPLOAD_SESSION_HOURS.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "open"
+        COMMITTED = "committed", "committed"
+        ABORTED = "aborted", "aborted"
+
+    family_name = models.CharField(max_length=193)
+    label = models.CharField(max_length=128)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                   related_name="upload_sessions")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"upload {self.pk} {self.family_name}@{self.label}"
+
+
+class UploadSessionFile(models.Model):
+    session = models.ForeignKey(UploadSession, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=512)
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="+")
+    size = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [models.UniqueConstraint(fields=["session", "path"],
+                                               name="unique_path_per_upload")]

@@ -1,0 +1,308 @@
+"""Every write to the registry: families, checkpoint submission and upload sessions."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Iterable
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.roles import RESEARCHERS, has_role
+from audit.services import record_event
+from models import blobstore
+from models.blobstore import StagedFile
+from models.census import CensusInput, take_census
+from models.errors import LabelTaken, SubmissionError, TooLarge
+from models.formats import FormatError
+from models.formats.layout import FileKind, check_unique, classify, normalize_path
+from models.manifest import manifest_digest
+from models.models import (
+    FAMILY_NAME_RE,
+    LABEL_RE,
+    Blob,
+    Checkpoint,
+    CheckpointFile,
+    ModelFamily,
+    UploadSession,
+    UploadSessionFile,
+)
+
+log = logging.getLogger(__name__)
+
+
+# --- permissions --------------------------------------------------------------------------------
+
+def can_submit_to(user, family: ModelFamily | None) -> bool:
+    """Researchers submit; into an existing family only its owners (or a superuser) may."""
+    if not has_role(user, RESEARCHERS):
+        return False
+    if family is None or user.is_superuser:
+        return True
+    return user.groups.filter(pk=family.owners_id).exists()
+
+
+def deny(*, actor, action: str, obj=None, reason: str) -> PermissionDenied:
+    """Record a permission refusal in its own transaction, and return the exception to raise."""
+    with transaction.atomic():
+        record_event(actor=actor, verb="permission.denied", obj=obj,
+                     data={"action": action, "reason": reason})
+    return PermissionDenied(reason)
+
+
+# --- families -----------------------------------------------------------------------------------
+
+def parse_family_name(family_name: str) -> tuple[str, str]:
+    match = FAMILY_NAME_RE.match(family_name or "")
+    if not match or "--" in family_name or ".." in family_name:
+        raise SubmissionError(
+            f"family {family_name!r} is not of the form org/name (letters, digits, '.', '_' "
+            "and '-', starting with a letter or digit), e.g. eleuther/pythia-70m")
+    return match["org"], match["name"]
+
+
+def check_label(label: str) -> str:
+    if not LABEL_RE.match(label or ""):
+        raise SubmissionError(
+            f"label {label!r} is not valid: use letters, digits, '.', '_' and '-' "
+            "(up to 128, starting with a letter or digit), e.g. step143000 or v1")
+    if len(label) == 40 and all(c in "0123456789abcdef" for c in label):
+        raise SubmissionError(f"label {label!r} looks like a commit hash; choose a readable name")
+    return label
+
+
+def _get_or_create_family(*, actor, org: str, name: str) -> tuple[ModelFamily, bool]:
+    family = ModelFamily.objects.select_for_update().filter(org=org, name=name).first()
+    if family is not None:
+        return family, False
+    owners, _ = Group.objects.get_or_create(name=f"owners:{org}/{name}")
+    family = ModelFamily.objects.create(org=org, name=name, owners=owners, created_by=actor)
+    actor.groups.add(owners)
+    record_event(actor=actor, verb="family.created", obj=family, data={"repo_id": family.repo_id})
+    return family, True
+
+
+# --- submission ---------------------------------------------------------------------------------
+
+def submit_checkpoint(*, actor, family_name: str, label: str, files: list[StagedFile]) -> Checkpoint:
+    """Register `files` (already hashed and staged) as a new checkpoint of `family_name`.
+
+    Guard: the actor may submit to the family; the family name, label, paths and every file the
+    registry knows how to read are valid; the label is new in the family. Side effects: blobs are
+    stored (deduplicated), one `checkpoint.submitted` audit event (and `family.created` for a new
+    family). On any failure nothing is left behind: no rows, no blob that this call created, no
+    temporary file. A checkpoint with pickle-based files waits for the scanner ("scan pending").
+    """
+    created_blobs: list[str] = []
+    try:
+        org, name = parse_family_name(family_name)
+        check_label(label)
+        existing = ModelFamily.objects.filter(org=org, name=name).first()
+        if not can_submit_to(actor, existing):
+            reason = (f"{actor} may not submit checkpoints to {family_name}: "
+                      + ("only the family's owners may" if existing and has_role(actor, RESEARCHERS)
+                         else "submitting needs the researchers role"))
+            raise deny(actor=actor, action="checkpoint.submit", obj=existing, reason=reason)
+        if existing and Checkpoint.objects.filter(family=existing, label=label).exists():
+            raise LabelTaken(f"{family_name} already has a checkpoint labelled {label!r}; "
+                             "choose another label")
+        prepared = _prepare(files)
+        census = take_census([CensusInput(path=f.path, kind=kind, size=f.size, open=f.open)
+                              for f, kind in prepared])
+        digest = manifest_digest((f.path, f.sha256, f.size) for f, _ in prepared)
+        pickles = census.census["scan_pending"]
+        status = Checkpoint.Status.SCANNING if pickles else Checkpoint.Status.READY
+
+        with transaction.atomic():
+            family, _ = _get_or_create_family(actor=actor, org=org, name=name)
+            try:
+                with transaction.atomic():
+                    checkpoint = Checkpoint.objects.create(
+                        family=family, label=label, manifest_digest=digest, status=status,
+                        census=census.census, submitted_by=actor)
+            except IntegrityError:
+                raise LabelTaken(f"{family_name} already has a checkpoint labelled {label!r}; "
+                                 "choose another label") from None
+            for staged, kind in prepared:
+                blob, _ = Blob.objects.get_or_create(sha256=staged.sha256,
+                                                     defaults={"size": staged.size})
+                if blobstore.store(staged):
+                    created_blobs.append(staged.sha256)
+                CheckpointFile.objects.create(
+                    checkpoint=checkpoint, path=staged.path, blob=blob, size=staged.size,
+                    kind=kind, header=census.file_headers.get(staged.path, {}))
+            record_event(actor=actor, verb="checkpoint.submitted", obj=checkpoint, data={
+                "family": family.repo_id, "label": label, "manifest_digest": digest,
+                "parameters": census.census["parameters"]["total"], "files": len(prepared),
+                "bytes": census.census["bytes"]["total"], "status": status})
+        return checkpoint
+    except FormatError as exc:
+        _forget(created_blobs)
+        raise SubmissionError(str(exc)) from None
+    except blobstore.FileTooLarge as exc:
+        _forget(created_blobs)
+        raise TooLarge(str(exc)) from None
+    except BaseException:
+        _forget(created_blobs)
+        raise
+    finally:
+        for staged in files:
+            staged.discard()
+
+
+def _prepare(files: list[StagedFile]) -> list[tuple[StagedFile, str]]:
+    if not files:
+        raise SubmissionError("empty upload: no files were received; choose a checkpoint "
+                              "file or a model folder")
+    if len(files) > settings.STAGEGATE_MAX_FILES:
+        raise SubmissionError(f"{len(files)} files is more than the limit of "
+                              f"{settings.STAGEGATE_MAX_FILES} (STAGEGATE_MAX_FILES)")
+    for staged in files:
+        staged.path = normalize_path(staged.path)
+        if staged.size > settings.STAGEGATE_MAX_FILE_SIZE:
+            raise TooLarge(f"{staged.path}: {blobstore.format_size(staged.size)} is larger than "
+                           f"the {blobstore.format_size(settings.STAGEGATE_MAX_FILE_SIZE)} "
+                           "limit (STAGEGATE_MAX_FILE_SIZE)")
+    check_unique([f.path for f in files])
+    if all(f.size == 0 for f in files):
+        raise SubmissionError("empty upload: every file received is 0 bytes")
+    return [(f, classify(f.path)) for f in files]
+
+
+def _forget(shas: Iterable[str]) -> None:
+    """Delete blobs this call wrote, unless a committed row refers to them after all."""
+    for sha in shas:
+        if not Blob.objects.filter(sha256=sha).exists():
+            blobstore.delete_blob(sha)
+
+
+# --- upload sessions (one streaming PUT per file) -----------------------------------------------
+
+def create_upload_session(*, actor, family_name: str, label: str) -> UploadSession:
+    """Open a session; validates names and permission now so a client learns early."""
+    org, name = parse_family_name(family_name)
+    check_label(label)
+    family = ModelFamily.objects.filter(org=org, name=name).first()
+    if not can_submit_to(actor, family):
+        raise deny(actor=actor, action="checkpoint.submit", obj=family,
+                   reason=f"{actor} may not submit checkpoints to {family_name}")
+    if family and Checkpoint.objects.filter(family=family, label=label).exists():
+        raise LabelTaken(f"{family_name} already has a checkpoint labelled {label!r}; "
+                         "choose another label")
+    hours = settings.STAGEGATE_UPLOAD_SESSION_HOURS
+    with transaction.atomic():
+        session = UploadSession.objects.create(
+            family_name=f"{org}/{name}", label=label, created_by=actor,
+            expires_at=timezone.now() + timedelta(hours=hours))
+        record_event(actor=actor, verb="upload.opened", obj=session,
+                     data={"family": session.family_name, "label": label})
+    return session
+
+
+def _open_session(actor, session_id) -> UploadSession:
+    session = UploadSession.objects.select_for_update().filter(pk=session_id).first()
+    if session is None or session.created_by_id != actor.pk:
+        raise SubmissionError(f"no open upload session {session_id} of yours") from None
+    if session.status != UploadSession.Status.OPEN:
+        raise SubmissionError(f"upload session {session_id} is {session.status}")
+    if session.expires_at < timezone.now():
+        raise SubmissionError(f"upload session {session_id} expired; open a new one")
+    return session
+
+
+def put_upload_file(*, actor, session_id: int, path: str, staged: StagedFile,
+                    expected_sha256: str | None = None) -> UploadSessionFile:
+    """Add (or replace) one file of an open session; its bytes become a blob at once."""
+    created = False
+    try:
+        staged.path = normalize_path(path)
+        if expected_sha256 and expected_sha256.lower() != staged.sha256:
+            raise SubmissionError(f"{staged.path}: received bytes hash to {staged.sha256}, "
+                                  f"not the {expected_sha256} you sent; upload it again")
+        with transaction.atomic():
+            session = _open_session(actor, session_id)
+            blob, _ = Blob.objects.get_or_create(sha256=staged.sha256, defaults={"size": staged.size})
+            created = blobstore.store(staged)
+            previous = session.files.filter(path=staged.path).first()
+            if previous:
+                previous.delete()
+            entry = UploadSessionFile.objects.create(session=session, path=staged.path, blob=blob,
+                                                     size=staged.size)
+            if previous:
+                _drop_unreferenced_blob_rows([previous.blob_id])
+        return entry
+    except FormatError as exc:
+        raise SubmissionError(str(exc)) from None
+    except BaseException:
+        if created:
+            _forget([staged.sha256])
+        raise
+    finally:
+        staged.discard()
+
+
+def commit_upload_session(*, actor, session_id: int) -> Checkpoint:
+    """Turn an open session into a checkpoint (all of submit_checkpoint's guards apply)."""
+    with transaction.atomic():
+        session = _open_session(actor, session_id)
+        staged = [StagedFile(path=f.path, sha256=f.blob_id, size=f.size)
+                  for f in session.files.all()]
+        checkpoint = submit_checkpoint(actor=actor, family_name=session.family_name,
+                                       label=session.label, files=staged)
+        session.status = UploadSession.Status.COMMITTED
+        session.checkpoint = checkpoint
+        session.save(update_fields=["status", "checkpoint"])
+        session.files.all().delete()
+    return checkpoint
+
+
+def abort_upload_session(*, actor, session_id: int) -> None:
+    """Abort a session and delete the blobs only it referred to. Idempotent."""
+    with transaction.atomic():
+        session = UploadSession.objects.select_for_update().filter(
+            pk=session_id, created_by=actor).first()
+        if session is None or session.status != UploadSession.Status.OPEN:
+            return
+        _discard_session(session)
+        record_event(actor=actor, verb="upload.aborted", obj=session, data={})
+
+
+def purge_expired_upload_sessions(*, now=None) -> int:
+    now = now or timezone.now()
+    count = 0
+    for session_id in UploadSession.objects.filter(status=UploadSession.Status.OPEN,
+                                                   expires_at__lt=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            session = UploadSession.objects.select_for_update().get(pk=session_id)
+            if session.status == UploadSession.Status.OPEN:
+                _discard_session(session)
+                record_event(actor=None, verb="upload.expired", obj=session, data={})
+                count += 1
+    return count
+
+
+def _discard_session(session: UploadSession) -> None:
+    shas = list(session.files.values_list("blob_id", flat=True))
+    session.files.all().delete()
+    session.status = UploadSession.Status.ABORTED
+    session.save(update_fields=["status"])
+    _drop_unreferenced_blob_rows(shas)
+
+
+def _drop_unreferenced_blob_rows(shas: list[str]) -> None:
+    """Delete Blob rows (and, after commit, their bytes) that nothing refers to any more."""
+    for sha in set(shas):
+        referenced = (CheckpointFile.objects.filter(blob_id=sha).exists()
+                      or UploadSessionFile.objects.filter(blob_id=sha).exists())
+        if not referenced:
+            Blob.objects.filter(sha256=sha).delete()
+            transaction.on_commit(lambda sha=sha: _delete_if_still_unreferenced(sha))
+
+
+def _delete_if_still_unreferenced(sha: str) -> None:
+    if not Blob.objects.filter(sha256=sha).exists():
+        blobstore.delete_blob(sha)

@@ -1,0 +1,141 @@
+"""Receiving checkpoint files over HTTP: multipart (browser, curl) and raw streaming PUT.
+
+HashingUploadHandler replaces Django's default handlers for submissions: each file is written
+once, to a temporary file under FILE_UPLOAD_TEMP_DIR, and hashed as its bytes arrive, so storing
+it afterwards is a rename. A file part's checkpoint path is its field name after `path:`
+(`path:tokenizer/vocab.json`), or else its file name, which Django reduces to a base name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, StopFutureHandlers, StopUpload
+from django.http import UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
+
+from models.blobstore import FileTooLarge, StagedFile, format_size, stage_chunks
+from models.errors import IncompleteUpload, SubmissionError, TooLarge
+
+PATH_FIELD_PREFIX = "path:"
+CHUNK = 1024 * 1024
+
+
+class HashedTemporaryUploadedFile(TemporaryUploadedFile):
+    sha256: str = ""
+    checkpoint_path: str = ""
+
+
+class HashingUploadHandler(FileUploadHandler):
+    chunk_size = CHUNK
+
+    def __init__(self, request=None):
+        super().__init__(request)
+        self.error: SubmissionError | None = None
+        # Django calls upload_complete() only when the body parsed to its end; a parse that
+        # stopped early (client gone, body truncated) leaves this False even if an earlier
+        # reader of request.POST (the CSRF check) swallowed the error.
+        self.completed = False
+
+    # No `file` attribute until new_file(): MultiPartParser._close_files() calls .close() on it.
+
+    def new_file(self, field_name, file_name, content_type, content_length, charset=None,
+                 content_type_extra=None):
+        super().new_file(field_name, file_name, content_type, content_length, charset,
+                         content_type_extra)
+        self.file = HashedTemporaryUploadedFile(file_name, content_type, 0, charset,
+                                                content_type_extra)
+        self.file.checkpoint_path = (field_name[len(PATH_FIELD_PREFIX):]
+                                     if field_name.startswith(PATH_FIELD_PREFIX) else file_name)
+        self._digest = hashlib.sha256()
+        self._size = 0
+        raise StopFutureHandlers()
+
+    def receive_data_chunk(self, raw_data, start):
+        self._size += len(raw_data)
+        limit = settings.STAGEGATE_MAX_FILE_SIZE
+        if self._size > limit:
+            self.error = TooLarge(f"{self.file.checkpoint_path}: file is larger than the "
+                                  f"{format_size(limit)} limit (STAGEGATE_MAX_FILE_SIZE)")
+            raise StopUpload(connection_reset=True)
+        self._digest.update(raw_data)
+        self.file.write(raw_data)
+        return None
+
+    def upload_complete(self):
+        self.completed = True
+
+    def file_complete(self, file_size):
+        self.file.seek(0)
+        self.file.size = file_size
+        self.file.sha256 = self._digest.hexdigest()
+        return self.file
+
+
+def install_upload_handler(request) -> HashingUploadHandler:
+    """Make HashingUploadHandler the only handler. Call it before anything reads request.POST
+    (the CSRF check does), so that the body is parsed once, by this handler."""
+    existing = getattr(request, "_stagegate_upload_handler", None)
+    if existing is None:
+        existing = HashingUploadHandler(request)
+        request.upload_handlers = [existing]
+        request._stagegate_upload_handler = existing
+    return existing
+
+
+def staged_from_multipart(request) -> tuple[dict[str, str], list[StagedFile]]:
+    """Parse a multipart submission with HashingUploadHandler; return its fields and files.
+
+    An interrupted or truncated body, or a file over the size limit, raises a SubmissionError and
+    leaves no temporary file behind (Django deletes the temporary files when the request closes).
+    """
+    handler = install_upload_handler(request)
+    if not request.content_type.startswith("multipart/form-data"):
+        raise SubmissionError("send the checkpoint as multipart/form-data with fields family, "
+                              "label and one part per file")
+    try:
+        fields = {key: request.POST.get(key, "") for key in request.POST}
+        uploaded = [f for key in request.FILES for f in request.FILES.getlist(key)]
+    except (UnreadablePostError, OSError) as exc:
+        raise IncompleteUpload(f"the upload was interrupted before all bytes arrived ({exc}); "
+                               "nothing was stored, send it again") from None
+    except MultiPartParserError as exc:
+        raise IncompleteUpload(f"the upload is not a well-formed multipart body ({exc})") from None
+    if handler.error:
+        raise handler.error
+    if not handler.completed:
+        raise IncompleteUpload("the upload was interrupted before all bytes arrived; nothing was "
+                               "stored, send it again")
+    staged = [StagedFile(path=f.checkpoint_path, sha256=f.sha256, size=f.size,
+                         local_path=Path(f.temporary_file_path())) for f in uploaded]
+    return fields, staged
+
+
+def staged_from_body(request, path: str) -> StagedFile:
+    """Stream a raw request body (PUT) into a staged file, hashing it once as it arrives."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        raise SubmissionError("a PUT of a file needs a Content-Length header") from None
+    limit = settings.STAGEGATE_MAX_FILE_SIZE
+    if declared > limit:
+        raise TooLarge(f"{path}: {format_size(declared)} is larger than the {format_size(limit)} "
+                       "limit (STAGEGATE_MAX_FILE_SIZE)")
+
+    def chunks():
+        while chunk := request.read(CHUNK):
+            yield chunk
+
+    try:
+        staged = stage_chunks(path, chunks())
+    except FileTooLarge as exc:
+        raise TooLarge(str(exc)) from None
+    except (UnreadablePostError, OSError) as exc:
+        raise IncompleteUpload(f"{path}: the upload was interrupted ({exc}); send it again") from None
+    if staged.size != declared:
+        staged.discard()
+        raise IncompleteUpload(f"{path}: received {staged.size} of {declared} bytes; send it again")
+    return staged

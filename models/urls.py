@@ -1,0 +1,12 @@
+from django.urls import path
+
+from models import views
+
+app_name = "registry"
+
+urlpatterns = [
+    path("families/", views.family_list, name="family-list"),
+    path("families/<str:org>/<str:name>/", views.family_detail, name="family-detail"),
+    path("checkpoints/<int:checkpoint_id>/", views.checkpoint_detail, name="checkpoint-detail"),
+    path("submit/", views.checkpoint_submit, name="checkpoint-submit"),
+]

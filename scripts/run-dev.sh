@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make run`: migrate, seed the demo, serve the web UI and a Celery worker; Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+HOST=${STAGEGATE_HOST:-127.0.0.1}
+PORT=${STAGEGATE_PORT:-8000}
+
+$PY manage.py migrate --noinput -v0
+$PY manage.py seed_demo
+
+.venv/bin/celery -A config worker -Q default,evals,gpu --concurrency 2 -l warning &
+worker=$!
+$PY manage.py runserver --noreload "$HOST:$PORT" &
+web=$!
+
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "stopping Stagegate…"
+  kill -TERM "$web" "$worker" 2>/dev/null || true
+  wait "$web" "$worker" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+echo
+echo "Stagegate is running at http://$HOST:$PORT/  (API docs: http://$HOST:$PORT/api/v1/docs/)"
+echo "Sign in with one of the demo logins above. Ctrl-C stops the web server and the worker."
+wait -n "$web" "$worker"

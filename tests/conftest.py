@@ -1,0 +1,138 @@
+"""Fixtures shared by the whole suite: personas, API clients, the state snapshot that proves
+"nothing left behind", a live server on a real socket and a real Celery worker process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.services import assert_services_reachable
+
+pytest_plugins = ["tests.live"]
+
+
+def pytest_configure(config):
+    # With CI=true a missing PostgreSQL or Redis fails the run; it is never skipped.
+    assert_services_reachable()
+
+
+PERSONA_ROLES = {
+    "alice": ["researchers"],
+    "bob": ["safety"],
+    "carol": ["policy"],
+    "dave": ["release_managers"],
+    "erin": [],
+    "mallory": [],
+}
+
+
+def make_persona(username: str):
+    from django.contrib.auth.models import Group, User
+
+    user, _ = User.objects.get_or_create(username=username,
+                                         defaults={"email": f"{username}@example.org"})
+    user.set_password(f"{username}-pw")
+    user.save()
+    for role in PERSONA_ROLES.get(username, []):
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+@pytest.fixture
+def personas(db):
+    class Personas(dict):
+        def __getattr__(self, name):
+            return self[name]
+
+    return Personas({name: make_persona(name) for name in PERSONA_ROLES})
+
+
+@pytest.fixture
+def alice(personas):
+    return personas.alice
+
+
+def token_for(user, scope: str = "all") -> str:
+    from accounts.services import create_token
+
+    return create_token(actor=user, user=user, name="test", scope=scope)[1]
+
+
+@pytest.fixture
+def api_client_for():
+    from rest_framework.test import APIClient
+
+    def make(user, scope: str = "all") -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user, scope)}")
+        return client
+
+    return make
+
+
+class StateSnapshot:
+    """What a failed submission must not change: rows, blob files, temporary files."""
+
+    def __init__(self):
+        self.before = self.capture()
+
+    @staticmethod
+    def capture() -> dict:
+        from models.models import Blob, Checkpoint, CheckpointFile, ModelFamily
+
+        blob_root = Path(settings.STORAGES["blobs"]["OPTIONS"]["location"])
+        tmp_root = Path(settings.FILE_UPLOAD_TEMP_DIR)
+        return {
+            "checkpoints": Checkpoint.objects.count(),
+            "checkpoint_files": CheckpointFile.objects.count(),
+            "families": ModelFamily.objects.count(),
+            "blob_rows": Blob.objects.count(),
+            "blob_files": sorted(str(p.relative_to(blob_root)) for p in blob_root.rglob("*")
+                                 if p.is_file()) if blob_root.exists() else [],
+            "temp_files": sorted(p.name for p in tmp_root.rglob("*") if p.is_file()),
+        }
+
+    def assert_unchanged(self):
+        after = self.capture()
+        assert after == self.before, f"state changed: before={self.before} after={after}"
+
+
+@pytest.fixture
+def nothing_left_behind(db):
+    return StateSnapshot()
+
+
+@pytest.fixture
+def tmp_checkpoints(tmp_path) -> Path:
+    path = tmp_path / "checkpoints"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """Tiny models trained by tests, cached by the content hash of their inputs."""
+    root = os.environ.get("STAGEGATE_TEST_MODEL_CACHE")
+    path = Path(root) if root else Path(__file__).resolve().parent / ".cache" / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_blob_store(request, tmp_path_factory):
+    """Each test gets its own blob store, so bytes from one test's rolled-back rows cannot be
+    mistaken for another's. Tests with worker processes share the session's store instead,
+    since a separate process cannot see an in-process settings override."""
+    if {"celery_worker_process", "start_worker"} & set(request.fixturenames):
+        yield
+        return
+    from django.test import override_settings
+
+    storages = dict(settings.STORAGES)
+    storages["blobs"] = {**storages["blobs"], "OPTIONS": {
+        **storages["blobs"]["OPTIONS"], "location": str(tmp_path_factory.mktemp("blobstore"))}}
+    with override_settings(STORAGES=storages):
+        yield

@@ -267,3 +267,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+CELERY_BEAT_SCHEDULE = {
+    "purge-expired-upload-sessions": {
+        "task": "registry.purge_expired_upload_sessions",
+        "schedule": 3600.0,
+    },
+}

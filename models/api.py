@@ -81,7 +81,8 @@ class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
         return super().initialize_request(request, *args, **kwargs)
 
     def get_parsers(self):
-        if getattr(self, "action", None) == "create" or self.request.method == "POST":
+        request = getattr(self, "request", None)
+        if getattr(self, "action", None) == "create" or (request and request.method == "POST"):
             return [_PassThroughParser()]
         return super().get_parsers()
 

@@ -39,6 +39,7 @@ class HashingUploadHandler(FileUploadHandler):
         # stopped early (client gone, body truncated) leaves this False even if an earlier
         # reader of request.POST (the CSRF check) swallowed the error.
         self.completed = False
+        self.created: list[HashedTemporaryUploadedFile] = []
 
     # No `file` attribute until new_file(): MultiPartParser._close_files() calls .close() on it.
 
@@ -48,6 +49,7 @@ class HashingUploadHandler(FileUploadHandler):
                          content_type_extra)
         self.file = HashedTemporaryUploadedFile(file_name, content_type, 0, charset,
                                                 content_type_extra)
+        self.created.append(self.file)
         self.file.checkpoint_path = (field_name[len(PATH_FIELD_PREFIX):]
                                      if field_name.startswith(PATH_FIELD_PREFIX) else file_name)
         self._digest = hashlib.sha256()
@@ -67,6 +69,15 @@ class HashingUploadHandler(FileUploadHandler):
 
     def upload_complete(self):
         self.completed = True
+
+    def discard_all(self) -> None:
+        """Close (and so delete) every temporary file this handler made. After a failed parse
+        Django forgets the files it already completed, so they are closed here."""
+        for uploaded in self.created:
+            try:
+                uploaded.close()
+            except OSError:
+                pass
 
     def file_complete(self, file_size):
         self.file.seek(0)
@@ -99,16 +110,21 @@ def staged_from_multipart(request) -> tuple[dict[str, str], list[StagedFile]]:
     try:
         fields = {key: request.POST.get(key, "") for key in request.POST}
         uploaded = [f for key in request.FILES for f in request.FILES.getlist(key)]
+        if handler.error:
+            raise handler.error
+        if not handler.completed:
+            raise IncompleteUpload("the upload was interrupted before all bytes arrived; "
+                                   "nothing was stored, send it again")
     except (UnreadablePostError, OSError) as exc:
+        handler.discard_all()
         raise IncompleteUpload(f"the upload was interrupted before all bytes arrived ({exc}); "
                                "nothing was stored, send it again") from None
     except MultiPartParserError as exc:
+        handler.discard_all()
         raise IncompleteUpload(f"the upload is not a well-formed multipart body ({exc})") from None
-    if handler.error:
-        raise handler.error
-    if not handler.completed:
-        raise IncompleteUpload("the upload was interrupted before all bytes arrived; nothing was "
-                               "stored, send it again")
+    except SubmissionError:
+        handler.discard_all()
+        raise
     staged = [StagedFile(path=f.checkpoint_path, sha256=f.sha256, size=f.size,
                          local_path=Path(f.temporary_file_path())) for f in uploaded]
     return fields, staged

@@ -9,7 +9,7 @@ PORT=${STAGEGATE_PORT:-8000}
 $PY manage.py migrate --noinput -v0
 $PY manage.py seed_demo
 
-.venv/bin/celery -A config worker -Q default,evals,gpu --concurrency 2 -l warning &
+.venv/bin/celery -A config worker -B -s "${STAGEGATE_DATA_DIR:-var}/celerybeat-schedule" -Q default,evals,gpu --concurrency 2 -l warning &
 worker=$!
 $PY manage.py runserver --noreload "$HOST:$PORT" &
 web=$!

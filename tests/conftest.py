@@ -11,7 +11,7 @@ from django.conf import settings
 
 from tests.services import assert_services_reachable
 
-pytest_plugins = ["tests.live"]
+pytest_plugins = ["tests.live", "tests.browser"]
 
 
 def pytest_configure(config):

@@ -1,0 +1,14 @@
+"""Background work of the registry. Tasks take ids and call one service (STYLE.md §4)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from models import services
+
+
+@shared_task(name="registry.purge_expired_upload_sessions")
+def purge_expired_upload_sessions() -> int:
+    """Abort upload sessions past their expiry and delete the blobs only they referred to.
+    Safe to run twice: a session is purged once, under a row lock."""
+    return services.purge_expired_upload_sessions()

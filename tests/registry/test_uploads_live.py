@@ -1,0 +1,137 @@
+"""Uploads over a real socket: streaming PUT sessions, and uploads cut off mid-body."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import uuid
+
+import pytest
+import requests
+from safetensors.torch import save
+
+from models.models import Blob, Checkpoint, UploadSession
+from tests.checkpoints import tensors, write_model_folder
+from tests.conftest import StateSnapshot, make_persona, token_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def alice_token(transactional_db):
+    return token_for(make_persona("alice"), "submit")
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_folder_uploaded_one_put_per_file_becomes_a_checkpoint(stagegate_server, alice_token, tmp_path):
+    folder = write_model_folder(tmp_path / "ckpt", shards=2)
+    base = stagegate_server.url + "/api/v1/uploads/"
+    session = requests.post(base, json={"family": "lab/put", "label": "v1"}, headers=auth(alice_token))
+    assert session.status_code == 201, session.text
+    session_id = session.json()["id"]
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        body = path.read_bytes()
+        response = requests.put(f"{base}{session_id}/files/{relative}",
+                                params={"sha256": hashlib.sha256(body).hexdigest()},
+                                data=body, headers=auth(alice_token))
+        assert response.status_code == 201, response.text
+        assert response.json()["sha256"] == hashlib.sha256(body).hexdigest()
+    committed = requests.post(f"{base}{session_id}/commit/", headers=auth(alice_token))
+    assert committed.status_code == 201, committed.text
+    checkpoint = Checkpoint.objects.get(pk=committed.json()["id"])
+    assert checkpoint.files.count() == 8
+    assert checkpoint.census["sharding"]["sharded"] is True
+    assert UploadSession.objects.get(pk=session_id).status == "committed"
+
+
+def test_a_put_whose_bytes_differ_from_the_declared_hash_is_refused(stagegate_server, alice_token):
+    base = stagegate_server.url + "/api/v1/uploads/"
+    session_id = requests.post(base, json={"family": "lab/put", "label": "v2"},
+                               headers=auth(alice_token)).json()["id"]
+    before = StateSnapshot.capture()
+    response = requests.put(f"{base}{session_id}/files/model.safetensors",
+                            params={"sha256": "0" * 64}, data=save(tensors()),
+                            headers=auth(alice_token))
+    assert response.status_code == 400
+    assert "hash to" in response.json()["detail"]
+    assert StateSnapshot.capture() == before
+
+
+def test_aborting_a_session_deletes_its_blobs(stagegate_server, alice_token):
+    base = stagegate_server.url + "/api/v1/uploads/"
+    before = StateSnapshot.capture()
+    session_id = requests.post(base, json={"family": "lab/put", "label": "v3"},
+                               headers=auth(alice_token)).json()["id"]
+    body = save(tensors(seed=9))
+    assert requests.put(f"{base}{session_id}/files/model.safetensors", data=body,
+                        headers=auth(alice_token)).status_code == 201
+    assert Blob.objects.filter(sha256=hashlib.sha256(body).hexdigest()).exists()
+    assert requests.delete(f"{base}{session_id}/", headers=auth(alice_token)).status_code == 204
+    after = StateSnapshot.capture()
+    assert after["blob_rows"] == before["blob_rows"]
+    assert after["blob_files"] == before["blob_files"]
+
+
+def test_a_put_with_a_traversal_path_is_refused(stagegate_server, alice_token):
+    base = stagegate_server.url + "/api/v1/uploads/"
+    session_id = requests.post(base, json={"family": "lab/put", "label": "v4"},
+                               headers=auth(alice_token)).json()["id"]
+    before = StateSnapshot.capture()
+    response = requests.put(f"{base}{session_id}/files/a/%2E%2E/%2E%2E/x.safetensors",
+                            data=b"abc", headers=auth(alice_token))
+    assert response.status_code in (400, 404)
+    assert StateSnapshot.capture() == before
+
+
+def _send_partial(server, path: str, headers: dict, body: bytes, declared: int) -> None:
+    """Send a request that promises `declared` bytes of body, send fewer, then hang up."""
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        head = [f"{path.split(' ')[0]} {path.split(' ')[1]} HTTP/1.1", f"Host: {server.host}",
+                f"Content-Length: {declared}", "Connection: close"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.recv(65536)
+        except OSError:
+            pass
+
+
+def _wait_until_quiet(server) -> None:
+    """The server thread handles the cut-off request; a following request proves it finished."""
+    requests.get(server.url + "/login/", timeout=10)
+
+
+def test_a_multipart_upload_cut_off_mid_body_leaves_nothing(stagegate_server, alice_token):
+    boundary = uuid.uuid4().hex
+    payload = save(tensors())
+    parts = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"family\"\r\n\r\nlab/cut\r\n"
+             f"--{boundary}\r\nContent-Disposition: form-data; name=\"label\"\r\n\r\nv1\r\n"
+             f"--{boundary}\r\nContent-Disposition: form-data; name=\"path:model.safetensors\"; "
+             f"filename=\"model.safetensors\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+             ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    before = StateSnapshot.capture()
+    cut = len(parts) - len(payload) // 2
+    _send_partial(stagegate_server, "POST /api/v1/checkpoints/", {
+        **auth(alice_token), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        parts[:cut], declared=len(parts))
+    _wait_until_quiet(stagegate_server)
+    assert StateSnapshot.capture() == before
+    assert not Checkpoint.objects.filter(family__name="cut").exists()
+
+
+def test_a_put_cut_off_mid_body_leaves_nothing(stagegate_server, alice_token):
+    base = "/api/v1/uploads/"
+    session_id = requests.post(stagegate_server.url + base, json={"family": "lab/put", "label": "v5"},
+                               headers=auth(alice_token)).json()["id"]
+    before = StateSnapshot.capture()
+    payload = save(tensors(seed=5))
+    _send_partial(stagegate_server, f"PUT {base}{session_id}/files/model.safetensors",
+                  auth(alice_token), payload[: len(payload) // 2], declared=len(payload))
+    _wait_until_quiet(stagegate_server)
+    assert StateSnapshot.capture() == before
+    assert not UploadSession.objects.get(pk=session_id).files.exists()

@@ -40,10 +40,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+        parser.add_argument("--no-models", action="store_true",
+                            help="create the personas only (no demo families); for scripts")
 
-    def handle(self, *args, quiet: bool = False, **options):
+    def handle(self, *args, quiet: bool = False, no_models: bool = False, **options):
         users = self._personas()
-        self._demo_family(users["alice"])
+        if not no_models:
+            self._demo_family(users["alice"])
         if not quiet:
             self._print_logins()
 

@@ -1,0 +1,266 @@
+"""The decisions the release workflow asks of a policy: which tier a checkpoint is in, which
+evals must run, and which gates stand between a release and a stage.
+
+Pure functions over explicit inputs: no database, no clock (`now` is an argument), so the
+workflow, the API, the gates panel and the tests all get the same answer from the same facts.
+
+Everything missing counts against the release: an eval without a result cannot rule out what it
+measures, so it counts as above a maximum (below a minimum) and escalates the tier.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Sequence
+
+from releases.policy.model import (
+    EvalResults,
+    EvalThreshold,
+    Policy,
+    Stage,
+    Tier,
+    format_number,
+    metric_value,
+)
+from releases.policy.quorum import ApprovalInput, RoleOutcome, count_quorum
+
+__all__ = ["ApprovalInput", "Gate", "TierAssessment", "assess_tier", "gates_for",
+           "required_evals", "failed"]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One condition between a release and a stage. `name` is a stable slug for code and CSS;
+    `reason` is for people, and says what to do when the gate is closed."""
+
+    name: str
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class TierAssessment:
+    tier: Tier
+    reasons: tuple[str, ...]  # why this tier, in words
+
+
+def failed(gates: Sequence[Gate]) -> list[Gate]:
+    return [gate for gate in gates if not gate.passed]
+
+
+# --- tiers --------------------------------------------------------------------------------------
+
+def assess_tier(policy: Policy, parameters: int, eval_results: EvalResults) -> TierAssessment:
+    """The highest tier that the parameter count or any escalation condition puts the model in.
+    A condition whose eval has no result counts as met."""
+    if parameters < 0:
+        raise ValueError(f"parameters must be 0 or more, got {parameters}")
+    base = next(tier for tier in policy.tiers
+                if tier.max_parameters is None or parameters < tier.max_parameters)
+    assessed, reasons = base, [_size_reason(base, parameters)]
+    for tier in policy.tiers[base.rank + 1:]:
+        triggered = [_condition_reason(c, metric_value(eval_results, c.eval, c.metric))
+                     for c in tier.escalate_when
+                     if c.triggers(metric_value(eval_results, c.eval, c.metric))]
+        if triggered:
+            assessed, reasons = tier, triggered
+    return TierAssessment(assessed, tuple(reasons))
+
+
+def _size_reason(tier: Tier, parameters: int) -> str:
+    count = f"{format_number(parameters)} parameters"
+    if tier.max_parameters is None:
+        return f"{count}, {format_number(tier.min_parameters)} or more"
+    if tier.min_parameters == 0:
+        return f"{count}, below {format_number(tier.max_parameters)}"
+    return (f"{count}, from {format_number(tier.min_parameters)} to below "
+            f"{format_number(tier.max_parameters)}")
+
+
+def _condition_reason(condition, value: float | None) -> str:
+    if value is None:
+        return (f"eval {condition.eval} has no {condition.metric} result: cannot rule out "
+                f"{condition.describe()}")
+    return f"{condition.describe()} (it is {format_number(value)})"
+
+
+# --- required evals -----------------------------------------------------------------------------
+
+def required_evals(policy: Policy, stage: str, tier: Tier | str) -> list[str]:
+    """Eval names whose results the decision for this stage and tier reads: the ceiling's
+    (external stages), the stage rule's, and every tier condition's, since a missing result
+    escalates the tier (a tier assessed as high only because results are missing needs exactly
+    those evals run to come down). In policy order, each name once."""
+    target = policy.stage(stage)
+    tier = tier if isinstance(tier, Tier) else policy.tier(tier)
+    rule = target.rules[tier.rank]
+    names: list[str] = []
+    if target.external:
+        names += [t.eval for t in policy.ceiling.capability_evals]
+    names += [t.eval for t in rule.required_evals]
+    names += [c.eval for each in policy.tiers for c in each.escalate_when]
+    return list(dict.fromkeys(names))
+
+
+# --- gates --------------------------------------------------------------------------------------
+
+def gates_for(policy: Policy, stage: str, *, parameters: int, eval_results: EvalResults,
+              approvals: Sequence[ApprovalInput], submitter: str, uploaders: Sequence[str],
+              current_stage: str | None, entered_current_stage_at: datetime | None,
+              now: datetime) -> list[Gate]:
+    """Every gate between a release and `stage`, open or closed, in the order a reviewer reads
+    them: the ceiling (external stages), whether the tier may go there, the ladder, the evals,
+    the approvals, the dwell time. The release may enter `stage` when all have passed."""
+    target = policy.stage(stage)
+    if current_stage is not None:
+        policy.stage(current_stage)  # an unknown current stage is a caller's bug: say so
+    assessment = assess_tier(policy, parameters, eval_results)
+    rule = target.rules[assessment.tier.rank]
+
+    gates: list[Gate] = []
+    if target.external:
+        gates.append(_ceiling_gate(policy, parameters, eval_results))
+    gates.append(_stage_allowed_gate(target, assessment))
+    gates.append(_ladder_gate(policy, stage, current_stage))
+    if target.one_way or (current_stage is not None and policy.stage(current_stage).one_way):
+        gates.append(_one_way_gate(policy, stage, current_stage))
+    gates += [_eval_gate(threshold, eval_results) for threshold in rule.required_evals]
+    gates += [_approval_gate(outcome) for outcome in count_quorum(
+        rule.approvals, approvals, submitter=submitter, uploaders=uploaders)]
+    if rule.min_dwell_days:
+        gates.append(_dwell_gate(policy, stage, rule.min_dwell_days, current_stage,
+                                 entered_current_stage_at, now))
+    return gates
+
+
+def _ceiling_gate(policy: Policy, parameters: int, eval_results: EvalResults) -> Gate:
+    ceiling = policy.ceiling
+    problems = []
+    if parameters > ceiling.max_parameters:
+        problems.append(f"above the ceiling of {format_number(ceiling.max_parameters)} "
+                        "parameters: never published")
+    for threshold in ceiling.capability_evals:
+        value = metric_value(eval_results, threshold.eval, threshold.metric)
+        if not threshold.passes(value):
+            problems.append(f"{eval_reason(threshold, eval_results)}: above the ceiling, "
+                            "never published")
+    if problems:
+        return Gate("ceiling", False, "; ".join(problems))
+    evals = " and every capability eval within its threshold" if ceiling.capability_evals else ""
+    return Gate("ceiling", True, f"within the ceiling: {format_number(parameters)} parameters, "
+                                 f"at most {format_number(ceiling.max_parameters)}{evals}")
+
+
+def _stage_allowed_gate(target: Stage, assessment: TierAssessment) -> Gate:
+    tier = assessment.tier.name
+    rule = target.rules[assessment.tier.rank]
+    going = "be opened" if target.name == "open" else f"be released to {target.name}"
+    because = f" ({'; '.join(assessment.reasons)})"
+    if rule.allowed:
+        return Gate("stage_allowed", True, f"tier {tier} may {going}{because}")
+    return Gate("stage_allowed", False, f"tier {tier} may never {going}{because}")
+
+
+def _ladder_gate(policy: Policy, stage: str, current: str | None) -> Gate:
+    expected = policy.next_stage(current)
+    if stage == expected:
+        reason = (f"{stage} is the first stage" if current is None
+                  else f"{stage} follows {current}")
+        return Gate("ladder_order", True, reason)
+    order = policy.stage_names
+    if current is None:
+        reason = f"the release is not published yet: it enters {expected} first"
+    elif expected is None:
+        reason = f"{current} is the last stage: nothing follows it"
+    elif stage == current:
+        reason = f"the release is already at {stage}"
+    elif order.index(stage) < order.index(current):
+        reason = f"{stage} is below the current stage {current}: releases only move up the ladder"
+    else:
+        skipped = order[order.index(expected):order.index(stage)]
+        reason = (f"{stage} would skip {', '.join(skipped)}: the release must pass through "
+                  f"{expected} first")
+    return Gate("ladder_order", False, reason)
+
+
+def _one_way_gate(policy: Policy, stage: str, current: str | None) -> Gate:
+    if current is not None and policy.stage(current).one_way:
+        return Gate("one_way_open", False,
+                    f"{current} is one-way: the weights are public and cannot be recalled, so "
+                    f"the release cannot move to {stage}")
+    return Gate("one_way_open", True,
+                f"{stage} is one-way: once published there, the weights cannot be recalled")
+
+
+def _eval_gate(threshold: EvalThreshold, eval_results: EvalResults) -> Gate:
+    value = metric_value(eval_results, threshold.eval, threshold.metric)
+    return Gate(f"eval:{threshold.eval}:{threshold.metric}", threshold.passes(value),
+                eval_reason(threshold, eval_results))
+
+
+def eval_reason(threshold: EvalThreshold, eval_results: EvalResults) -> str:
+    value = metric_value(eval_results, threshold.eval, threshold.metric)
+    if value is None:
+        side = "above" if threshold.max is not None else "below"
+        what = "no result" if not eval_results.get(threshold.eval) \
+            else f"no {threshold.metric} result"
+        return f"eval {threshold.eval} has {what}: cannot rule out, counts as {side} threshold"
+    limit, shown = _distinct(threshold.limit, value)
+    verdict = "passed" if threshold.passes(value) else "failed"
+    return (f"eval {threshold.eval} {verdict} threshold {limit} with {shown} "
+            f"({threshold.metric} must be {threshold.bound} {limit})")
+
+
+def _distinct(limit: float, value: float) -> tuple[str, str]:
+    """Format both with as many decimals as it takes to tell them apart (0.20 vs 0.204)."""
+    for decimals in range(2, 7):
+        pair = format_number(limit, decimals), format_number(value, decimals)
+        if pair[0] != pair[1] or limit == value:
+            return pair
+    return pair
+
+
+def _approval_gate(outcome: RoleOutcome) -> Gate:
+    role = outcome.requirement.role
+    name = f"approvals:{role}"
+    if outcome.objections:
+        words = [f"{'rejected' if o.decision == 'reject' else 'changes requested'} by "
+                 f"{o.username} ({role}){': ' + o.comment.strip() if o.comment.strip() else ''}"
+                 for o in outcome.objections]
+        return Gate(name, False, "; ".join(words))
+    if outcome.missing <= 0:
+        return Gate(name, True, f"approved by {', '.join(sorted(outcome.counted))} for role {role}")
+    plural = "approval" if outcome.missing == 1 else "approvals"
+    reason = f"needs {outcome.missing} more {plural} from role {role}"
+    if outcome.not_counted:
+        reason += "; not counted: " + ", ".join(f"{who} ({why})"
+                                                for who, why in outcome.not_counted)
+    return Gate(name, False, reason)
+
+
+def _dwell_gate(policy: Policy, stage: str, days: int, current: str | None,
+                entered: datetime | None, now: datetime) -> Gate:
+    previous = policy.previous_stage(stage)
+    needed = timedelta(days=days)
+    if current != previous:
+        return Gate("dwell", False, f"dwell time: needs {days} days in {previous}, and the "
+                                    f"release is not in {previous}")
+    if entered is None:
+        return Gate("dwell", False, f"dwell time: no record of when the release entered "
+                                    f"{previous}; it needs {days} days there")
+    if (entered.tzinfo is None) != (now.tzinfo is None):
+        raise ValueError("entered_current_stage_at and now must both be timezone-aware "
+                         "(or both naive)")
+    elapsed = now - entered
+    if elapsed >= needed:
+        return Gate("dwell", True, f"dwell time: {elapsed.days} days in {previous}, "
+                                   f"{days} required")
+    left, until = needed - elapsed, (entered + needed).strftime("%Y-%m-%d %H:%M %Z").strip()
+    if left >= timedelta(days=1):
+        count, unit = math.ceil(left / timedelta(days=1)), "day"
+    else:
+        count, unit = math.ceil(left / timedelta(hours=1)), "hour"
+    return Gate("dwell", False, f"dwell time: {count} {unit}{'s' if count != 1 else ''} left "
+                                f"in {previous} (until {until})")

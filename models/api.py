@@ -6,15 +6,16 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from models import selectors, services
+from models import scanning, selectors, services
 from models.errors import SubmissionError
 from models.models import UploadSession
 from models.serializers import (
+    AcceptRiskSerializer,
     CheckpointSerializer,
     CheckpointSubmitSerializer,
     CheckpointSummarySerializer,
@@ -98,6 +99,24 @@ class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
         except SubmissionError as exc:
             raise SubmissionRefused(exc) from None
         return Response(CheckpointSerializer(checkpoint).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AcceptRiskSerializer, responses={200: CheckpointSerializer})
+    @action(detail=True, methods=["post"], url_path="accept-risk")
+    def accept_risk(self, request, pk=None):
+        """A safety reviewer accepts the risk of one file whose scan verdict is `unknown`."""
+        checkpoint = selectors.get_checkpoint(request.user, pk)
+        data = AcceptRiskSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        file = checkpoint.files.filter(path=data.validated_data["path"]).first()
+        if file is None:
+            raise NotFound(f"{checkpoint} has no file {data.validated_data['path']!r}")
+        try:
+            scanning.accept_scan_risk(actor=request.user, file=file,
+                                      justification=data.validated_data["justification"])
+        except SubmissionError as exc:
+            raise SubmissionRefused(exc) from None
+        checkpoint.refresh_from_db()
+        return Response(CheckpointSerializer(checkpoint).data)
 
     @action(detail=True)
     def manifest(self, request, pk=None):

@@ -175,3 +175,34 @@ def _first(config: dict, *keys: str):
         if key in config:
             return config[key]
     return None
+
+
+def merge_pickle_tensors(census: dict, tensors_by_file: dict[str, list[dict]]) -> dict:
+    """The census once the scanner has read the tensor metadata of pickle-based files.
+
+    `tensors_by_file` maps a path to the scanner's tensor list ({name, dtype, shape, numel}); a
+    path mapped to None (risk accepted on an unknown verdict) leaves that file uncounted, and the
+    census says so in `uncounted`.
+    """
+    merged = json.loads(json.dumps(census))
+    by_dtype: Counter[str] = Counter(merged["parameters"]["by_dtype"])
+    largest = list(merged["largest_tensors"])
+    count = merged["tensor_count"]
+    uncounted = []
+    for path, tensors in sorted(tensors_by_file.items()):
+        if tensors is None:
+            uncounted.append(path)
+            continue
+        for t in tensors:
+            by_dtype[t["dtype"]] += t["numel"]
+            count += 1
+            largest.append({"name": t["name"], "dtype": t["dtype"], "shape": t["shape"],
+                            "parameters": t["numel"], "bytes": None, "file": path})
+    merged["parameters"] = {"total": sum(by_dtype.values()), "by_dtype": dict(sorted(by_dtype.items()))}
+    merged["tensor_count"] = count
+    merged["largest_tensors"] = sorted(largest, key=lambda t: (-t["parameters"], t["name"]))[
+        :LARGEST_TENSORS_SHOWN]
+    merged["scan_pending"] = []
+    merged["uncounted"] = uncounted
+    merged["complete"] = not uncounted
+    return merged

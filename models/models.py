@@ -67,6 +67,9 @@ class Checkpoint(models.Model):
     census = models.JSONField(default=dict)
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
                                      on_delete=models.SET_NULL, related_name="submitted_checkpoints")
+    converted_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="conversions",
+        help_text="For a safetensors conversion: the PyTorch checkpoint it was made from.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -81,6 +84,11 @@ class Checkpoint(models.Model):
     def commit(self) -> str:
         """The hub "commit": the manifest digest's first 40 hex characters."""
         return self.manifest_digest[:40]
+
+    @property
+    def is_loadable(self) -> bool:
+        """Only a ready checkpoint may be loaded, evaluated, reviewed or published."""
+        return self.status == self.Status.READY
 
     @property
     def parameters(self) -> int:
@@ -98,6 +106,10 @@ class CheckpointFile(models.Model):
     kind = models.CharField(max_length=24, choices=FileKind.CHOICES)
     header = models.JSONField(default=dict, blank=True,
                               help_text="For safetensors: tensors (dtype, shape) and __metadata__.")
+    risk_accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                         on_delete=models.PROTECT, related_name="+")
+    risk_accepted_at = models.DateTimeField(null=True, blank=True)
+    risk_justification = models.TextField(blank=True)
 
     class Meta:
         ordering = ["path"]
@@ -110,6 +122,37 @@ class CheckpointFile(models.Model):
     @property
     def sha256(self) -> str:
         return self.blob_id
+
+    @property
+    def needs_scan(self) -> bool:
+        return self.kind == FileKind.PICKLE
+
+
+class ScanReport(models.Model):
+    """The static scanner's verdict on one blob, for one version of the scanner. Keyed by bytes,
+    not by checkpoint: the same bytes submitted twice are scanned once."""
+
+    class Verdict(models.TextChoices):
+        SAFE = "safe", "safe"
+        UNSAFE = "unsafe", "unsafe"
+        UNKNOWN = "unknown", "unknown"
+
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="scan_reports")
+    scanner_version = models.CharField(max_length=64)
+    verdict = models.CharField(max_length=8, choices=Verdict.choices)
+    format = models.CharField(max_length=32)
+    findings = models.JSONField(default=list)
+    globals = models.JSONField(default=list)
+    tensors = models.JSONField(null=True, blank=True)
+    bytes_scanned = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["blob", "scanner_version"],
+                                               name="one_report_per_blob_and_scanner")]
+
+    def __str__(self) -> str:
+        return f"{self.blob_id[:12]} {self.verdict}"
 
 
 class UploadSession(models.Model):

@@ -28,9 +28,38 @@ class CheckpointSummarySerializer(serializers.ModelSerializer):
 class CheckpointSerializer(CheckpointSummarySerializer):
     files = CheckpointFileSerializer(many=True)
     census = serializers.JSONField()
+    scan = serializers.SerializerMethodField()
+    converted_from = serializers.PrimaryKeyRelatedField(read_only=True)
 
     class Meta(CheckpointSummarySerializer.Meta):
-        fields = CheckpointSummarySerializer.Meta.fields + ["census", "files"]
+        fields = CheckpointSummarySerializer.Meta.fields + ["census", "files", "scan",
+                                                            "converted_from"]
+
+    def get_scan(self, checkpoint) -> list[dict]:
+        from models.scanning import scan_reports
+
+        reports = scan_reports(checkpoint)
+        rows = []
+        for f in checkpoint.files.all():
+            if not f.needs_scan:
+                continue
+            report = reports.get(f.path)
+            rows.append({
+                "path": f.path, "sha256": f.blob_id,
+                "verdict": report.verdict if report else "pending",
+                "format": report.format if report else None,
+                "findings": report.findings if report else [],
+                "globals": report.globals if report else [],
+                "risk_accepted_by": f.risk_accepted_by.username if f.risk_accepted_by else None,
+                "risk_accepted_at": f.risk_accepted_at,
+                "risk_justification": f.risk_justification or None,
+            })
+        return rows
+
+
+class AcceptRiskSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    justification = serializers.CharField()
 
 
 class FamilySerializer(serializers.ModelSerializer):

@@ -19,8 +19,10 @@ from models.blobstore import StagedFile
 from models.census import CensusInput, take_census
 from models.errors import LabelTaken, SubmissionError, TooLarge
 from models.formats import FormatError
-from models.formats.layout import FileKind, check_unique, classify, normalize_path
+from models.formats.layout import (FileKind, check_unique, classify, normalize_path,
+                                   sniff_pickle_carrier)
 from models.manifest import manifest_digest
+from models.signals import send_ready_after_commit
 from models.models import (
     FAMILY_NAME_RE,
     LABEL_RE,
@@ -139,6 +141,10 @@ def submit_checkpoint(*, actor, family_name: str, label: str, files: list[Staged
                 "family": family.repo_id, "label": label, "manifest_digest": digest,
                 "parameters": census.census["parameters"]["total"], "files": len(prepared),
                 "bytes": census.census["bytes"]["total"], "status": status})
+            if status == Checkpoint.Status.SCANNING:
+                transaction.on_commit(lambda: _queue_scan(checkpoint.pk))
+            else:
+                send_ready_after_commit(checkpoint.pk)
         return checkpoint
     except FormatError as exc:
         _forget(created_blobs)
@@ -152,6 +158,12 @@ def submit_checkpoint(*, actor, family_name: str, label: str, files: list[Staged
     finally:
         for staged in files:
             staged.discard()
+
+
+def _queue_scan(checkpoint_id: int) -> None:
+    from models.tasks import scan_checkpoint
+
+    scan_checkpoint.delay(checkpoint_id)
 
 
 def _prepare(files: list[StagedFile]) -> list[tuple[StagedFile, str]]:
@@ -170,7 +182,18 @@ def _prepare(files: list[StagedFile]) -> list[tuple[StagedFile, str]]:
     check_unique([f.path for f in files])
     if all(f.size == 0 for f in files):
         raise SubmissionError("empty upload: every file received is 0 bytes")
-    return [(f, classify(f.path)) for f in files]
+    return [(f, _kind_of(f)) for f in files]
+
+
+def _kind_of(staged: StagedFile) -> str:
+    """The kind its name says; a file that does not say it is weights but starts like a pickle
+    (or an archive that may hold one) is scanned like one rather than trusted by its name."""
+    kind = classify(staged.path)
+    if kind in (FileKind.OTHER, FileKind.TOKENIZER, FileKind.MODEL_CARD) and staged.size >= 2:
+        with staged.open() as stream:
+            if sniff_pickle_carrier(stream.read(512)):
+                return FileKind.PICKLE
+    return kind
 
 
 def _forget(shas: Iterable[str]) -> None:

@@ -12,3 +12,12 @@ def purge_expired_upload_sessions() -> int:
     """Abort upload sessions past their expiry and delete the blobs only they referred to.
     Safe to run twice: a session is purged once, under a row lock."""
     return services.purge_expired_upload_sessions()
+
+
+@shared_task(name="registry.scan_checkpoint", acks_late=True)
+def scan_checkpoint(checkpoint_id: int) -> str:
+    """Scan one checkpoint's pickle-carrying files. Safe to run twice (a settled checkpoint is
+    returned unchanged)."""
+    from models.scanning import scan_checkpoint as scan
+
+    return scan(checkpoint_id=checkpoint_id).status

@@ -6,12 +6,13 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
-from django.shortcuts import redirect, render
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from accounts.roles import RESEARCHERS, has_role
-from models import selectors, services
+from accounts.roles import RESEARCHERS, SAFETY, has_role
+from models import scanning, selectors, services
 from models.errors import SubmissionError
 from models.uploads import install_upload_handler, staged_from_multipart
 
@@ -39,14 +40,34 @@ def family_detail(request, org: str, name: str):
 @login_required
 def checkpoint_detail(request, checkpoint_id: int):
     checkpoint = selectors.get_checkpoint(request.user, checkpoint_id)
-    template = ("registry/_checkpoint_status.html" if request.htmx
-                else "registry/checkpoint_detail.html")
-    return render(request, template, {
+    if request.htmx:
+        return render(request, "registry/_checkpoint_status.html", {"checkpoint": checkpoint})
+    files = list(checkpoint.files.select_related("risk_accepted_by"))
+    reports = scanning.scan_reports(checkpoint)
+    return render(request, "registry/checkpoint_detail.html", {
         "checkpoint": checkpoint,
         "census": checkpoint.census,
-        "files": checkpoint.files.all(),
+        "files": files,
+        "scanned": [(f, reports.get(f.path)) for f in files if f.needs_scan],
+        "can_accept_risk": has_role(request.user, SAFETY)
+                           and checkpoint.submitted_by_id != request.user.pk,
         "previous": selectors.previous_checkpoint(checkpoint),
     })
+
+
+@login_required
+@require_http_methods(["POST"])
+def checkpoint_accept_risk(request, checkpoint_id: int):
+    checkpoint = selectors.get_checkpoint(request.user, checkpoint_id)
+    file = get_object_or_404(checkpoint.files, path=request.POST.get("path", ""))
+    try:
+        scanning.accept_scan_risk(actor=request.user, file=file,
+                                  justification=request.POST.get("justification", ""))
+    except SubmissionError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Risk accepted for {file.path}.")
+    return redirect(checkpoint)
 
 
 @csrf_exempt

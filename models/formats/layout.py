@@ -57,6 +57,17 @@ def classify(path: str) -> str:
     return FileKind.OTHER
 
 
+# Leading bytes of formats that can carry a pickle whatever the file is called: pickle protocol
+# 2-5, zip (torch.save's format, .npz), numpy's .npy, and tar (legacy torch.save).
+_PICKLE_CARRIER_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04",
+                         b"\x93NUMPY")
+
+
+def sniff_pickle_carrier(head: bytes) -> bool:
+    """True when a file's first 512 bytes look like a pickle or a container of one."""
+    return head.startswith(_PICKLE_CARRIER_MAGIC) or head[257:262] == b"ustar"
+
+
 _SEGMENT = re.compile(r"^[^\x00-\x1f\x7f/\\]+$")
 
 

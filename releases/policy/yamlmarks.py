@@ -48,6 +48,7 @@ class MarkedDocument:
     data: Any
     value_marks: dict[Path, Mark] = field(default_factory=dict)
     key_marks: dict[Path, Mark] = field(default_factory=dict)
+    explicit_keys: dict[int, set[int]] = field(default_factory=dict, repr=False)
 
     def mark(self, path: Path, *, key: bool = False) -> Mark:
         """Where `path` was written: its key when asked for and present, else its value; a path
@@ -103,21 +104,44 @@ def parse(text: str, *, source: str) -> MarkedDocument:
         raise PolicyError([PolicyProblem(source, 1, 1, "the policy is empty")])
     document = MarkedDocument(source=source, data=None)
     problems: list[PolicyProblem] = []
-    document.data = _convert(loader, node, (), document, problems)
+    try:
+        document.data = _convert(loader, node, (), document, problems)
+    except _TooLarge as exc:
+        raise PolicyError([PolicyProblem(source, exc.mark.line, exc.mark.column,
+                                         exc.message)]) from None
     if problems:
         raise PolicyError(problems)
     return document
 
 
+# A real policy has a few hundred values. Aliases can make a short text expand without bound
+# (or refer to themselves); stop long before that hurts.
+MAX_VALUES = 50_000
+
+
+class _TooLarge(Exception):
+    def __init__(self, mark: Mark, message: str):
+        self.mark, self.message = mark, message
+
+
 def _convert(loader: _Loader, node: yaml.Node, path: Path, document: MarkedDocument,
-             problems: list[PolicyProblem]) -> Any:
+             problems: list[PolicyProblem], active: frozenset[int] = frozenset()) -> Any:
+    if id(node) in active:
+        raise _TooLarge(_mark(node), f"{format_path(path)} refers to itself through an alias")
+    if len(document.value_marks) >= MAX_VALUES:
+        raise _TooLarge(_mark(node), f"the policy expands to more than {MAX_VALUES} values "
+                                     "(through aliases?); a policy is far smaller")
     document.value_marks[path] = _mark(node)
+    active = active | {id(node)}
     if isinstance(node, yaml.MappingNode):
         # Merge keys (`<<: *defaults`) let authors share a rule between tiers; flatten them the
         # way PyYAML does, so the merged values keep the marks of where they were written. A key
         # written out next to a merge overrides the merged one; only a key written out twice is
         # a mistake.
-        written_here = {id(key_node) for key_node, _ in node.value}
+        # flatten_mapping rewrites the node in place, so an aliased mapping seen a second time
+        # is already flat: remember which keys were written out the first time.
+        written_here = document.explicit_keys.setdefault(
+            id(node), {id(key_node) for key_node, _ in node.value})
         loader.flatten_mapping(node)
         result: dict[str, Any] = {}
         explicit: set[str] = set()
@@ -142,10 +166,10 @@ def _convert(loader: _Loader, node: yaml.Node, path: Path, document: MarkedDocum
             if is_explicit:
                 explicit.add(key)
             document.key_marks[child] = _mark(key_node)
-            result[key] = _convert(loader, value_node, child, document, problems)
+            result[key] = _convert(loader, value_node, child, document, problems, active)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(loader, item, path + (index,), document, problems)
+        return [_convert(loader, item, path + (index,), document, problems, active)
                 for index, item in enumerate(node.value)]
     value = loader.construct_object(node, deep=True)
     if isinstance(value, float) and not math.isfinite(value):

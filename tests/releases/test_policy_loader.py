@@ -359,3 +359,28 @@ def test_a_file_that_is_not_utf8_names_the_line_with_the_bad_byte(tmp_path):
     path.write_bytes(b"name: x\nversion: \"1\xff\"\n")
     with pytest.raises(PolicyError, match=r"^bad\.yaml:2:12: the policy must be UTF-8 text"):
         load_policy_file(path)
+
+
+def test_an_alias_that_refers_to_itself_is_an_error_not_a_hang():
+    with pytest.raises(PolicyError, match=r"^<policy>:1:4: a\[1\] refers to itself through an "
+                                          "alias"):
+        load_policy("a: &x [1, *x]\n")
+
+
+def test_aliases_that_expand_without_bound_are_refused():
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 6)]
+    with pytest.raises(PolicyError, match="expands to more than 50000 values"):
+        load_policy("\n".join(lines) + "\n")
+
+
+def test_a_mapping_with_a_merge_key_can_itself_be_aliased():
+    # PyYAML flattens merges in place; the second use of the alias must still see `approvals`
+    # as one explicit key overriding a merged one, not as a key given twice.
+    text = edit(("      low: {}\n", "      low: &rule {<<: {approvals: [{role: policy, count: 1}]}, "
+                                   "approvals: [{role: safety, count: 1}]}\n"),
+                ("      high:\n        approvals:\n          - {role: safety, count: 1}\n"
+                 "  partners:", "      high: *rule\n  partners:"))
+    policy = load_policy(text)
+    for tier in ("low", "high"):
+        assert [a.role for a in policy.stage_rule("internal", tier).approvals] == ["safety"]

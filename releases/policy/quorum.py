@@ -78,7 +78,8 @@ def count_quorum(requirements: Sequence[ApprovalRequirement], approvals: Sequenc
             if name in own_work:
                 not_counted.append((name, own_work[name]))
             elif name in slot_of_person:
-                not_counted.append((name, f"already counted for role {slots[slot_of_person[name]]}"))
+                elsewhere = slots[slot_of_person[name]]
+                not_counted.append((name, f"already counted for role {elsewhere}"))
         outcomes.append(RoleOutcome(req, counted, objections, tuple(not_counted)))
     return outcomes
 

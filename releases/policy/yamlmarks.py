@@ -84,31 +84,30 @@ def _mark(node: yaml.Node) -> Mark:
 
 
 def parse(text: str, *, source: str) -> MarkedDocument:
-    """Compose `text` and convert it to plain data with marks. Syntax errors, duplicate keys and
-    non-string keys are PolicyErrors located where they occur."""
+    """Compose `text` and convert it to plain data with marks. Syntax errors, unknown tags,
+    duplicate keys and non-string keys are PolicyErrors located where they occur."""
     loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        where = exc.problem_mark or exc.context_mark
-        line, column = (where.line + 1, where.column + 1) if where else (1, 1)
-        what = exc.problem or str(exc)
-        context = f" ({exc.context})" if exc.context else ""
-        raise PolicyError([PolicyProblem(source, line, column,
-                                         f"not valid YAML: {what}{context}")]) from None
-    except yaml.YAMLError as exc:
-        raise PolicyError([PolicyProblem(source, 1, 1, f"not valid YAML: {exc}")]) from None
-    finally:
-        loader.dispose()
-    if node is None:
-        raise PolicyError([PolicyProblem(source, 1, 1, "the policy is empty")])
     document = MarkedDocument(source=source, data=None)
     problems: list[PolicyProblem] = []
     try:
+        node = loader.get_single_node()
+        if node is None:
+            raise PolicyError([PolicyProblem(source, 1, 1, "the policy is empty")])
         document.data = _convert(loader, node, (), document, problems)
+    except yaml.MarkedYAMLError as exc:
+        where = exc.problem_mark or exc.context_mark
+        line, column = (where.line + 1, where.column + 1) if where else (1, 1)
+        context = f" ({exc.context})" if exc.context else ""
+        raise PolicyError([PolicyProblem(source, line, column,
+                                         f"not valid YAML: {exc.problem or exc}{context}")]) \
+            from None
+    except yaml.YAMLError as exc:
+        raise PolicyError([PolicyProblem(source, 1, 1, f"not valid YAML: {exc}")]) from None
     except _TooLarge as exc:
         raise PolicyError([PolicyProblem(source, exc.mark.line, exc.mark.column,
                                          exc.message)]) from None
+    finally:
+        loader.dispose()
     if problems:
         raise PolicyError(problems)
     return document
@@ -117,6 +116,9 @@ def parse(text: str, *, source: str) -> MarkedDocument:
 # A real policy has a few hundred values. Aliases can make a short text expand without bound
 # (or refer to themselves); stop long before that hurts.
 MAX_VALUES = 50_000
+
+
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 class _TooLarge(Exception):
@@ -133,6 +135,13 @@ def _convert(loader: _Loader, node: yaml.Node, path: Path, document: MarkedDocum
                                      "(through aliases?); a policy is far smaller")
     document.value_marks[path] = _mark(node)
     active = active | {id(node)}
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        # Scalars go through SafeLoader's constructors, which refuse unknown tags; collections
+        # are walked here, so refuse them here, rather than silently ignore a `!!python/...`.
+        problems.append(PolicyProblem(document.source, *_position(node),
+                                      f"{format_path(path)} has the tag {node.tag}; a policy "
+                                      "uses plain YAML mappings, lists and values only"))
+        return None
     if isinstance(node, yaml.MappingNode):
         # Merge keys (`<<: *defaults`) let authors share a rule between tiers; flatten them the
         # way PyYAML does, so the merged values keep the marks of where they were written. A key

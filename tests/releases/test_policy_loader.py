@@ -129,7 +129,8 @@ MISTAKES = {
         "tiers[0].parameter_below is not a key this policy format knows; "
         "did you mean parameters_below?"),
     "approval-count-zero": (
-        edit(("          - {role: safety, count: 2}\n", "          - {role: safety, count: 0} #<\n")),
+        edit(("          - {role: safety, count: 2}\n",
+              "          - {role: safety, count: 0} #<\n")),
         "stages.open.tiers.low.approvals[0].count must be a positive integer"),
     "version-not-text": (
         edit(('version: "1"\n', "version: 1.10 #<\n")),
@@ -144,7 +145,8 @@ MISTAKES = {
         edit((THRESHOLD, "          - {eval: heldout_lm, metric: bits_per_byte} #<\n")),
         "stages.gated.tiers.low.required_evals[0] needs a threshold: max or min"),
     "threshold-with-both-bounds": (
-        edit((THRESHOLD, "          - {eval: heldout_lm, metric: bits_per_byte, max: 8, min: 1} #<\n")),
+        edit((THRESHOLD,
+              "          - {eval: heldout_lm, metric: bits_per_byte, max: 8, min: 1} #<\n")),
         "stages.gated.tiers.low.required_evals[0] has both max and min; give one"),
     "eval-name-pattern": (
         edit((THRESHOLD, "          - {eval: Heldout-LM, metric: bits_per_byte, max: 8} #<\n")),
@@ -169,7 +171,8 @@ MISTAKES = {
         "previous stage to dwell in"),
     "unknown-tier": (
         edit(("      high:\n        approvals:\n          - {role: safety, count: 1}\n  partners:",
-              "      hihg: #<\n        approvals:\n          - {role: safety, count: 1}\n  partners:")),
+              "      hihg: #<\n        approvals:\n          - {role: safety, count: 1}\n"
+              "  partners:")),
         "stages.internal.tiers.hihg names an unknown tier; did you mean high?"),
     "missing-tier": (
         edit((GATED_HIGH, "  open:"),
@@ -191,7 +194,8 @@ MISTAKES = {
               "    escalate_when: [{eval: x, metric: y, above: 1}] #<\n")),
         "tiers[0].escalate_when: low is the lowest tier, so nothing can escalate into it"),
     "allowed-false-with-approvals": (
-        edit((GATED_HIGH, "      high:\n        allowed: false\n        approvals: [] #<\n  open:")),
+        edit((GATED_HIGH,
+              "      high:\n        allowed: false\n        approvals: [] #<\n  open:")),
         "stages.gated.tiers.high.approvals: this rule has allowed: false, so approvals would "
         "never apply; remove it"),
     "allowed-after-barred": (
@@ -377,10 +381,21 @@ def test_aliases_that_expand_without_bound_are_refused():
 def test_a_mapping_with_a_merge_key_can_itself_be_aliased():
     # PyYAML flattens merges in place; the second use of the alias must still see `approvals`
     # as one explicit key overriding a merged one, not as a key given twice.
-    text = edit(("      low: {}\n", "      low: &rule {<<: {approvals: [{role: policy, count: 1}]}, "
-                                   "approvals: [{role: safety, count: 1}]}\n"),
+    text = edit(("      low: {}\n",
+                 "      low: &rule {<<: {approvals: [{role: policy, count: 1}]}, "
+                 "approvals: [{role: safety, count: 1}]}\n"),
                 ("      high:\n        approvals:\n          - {role: safety, count: 1}\n"
                  "  partners:", "      high: *rule\n  partners:"))
     policy = load_policy(text)
     for tier in ("low", "high"):
         assert [a.role for a in policy.stage_rule("internal", tier).approvals] == ["safety"]
+
+
+def test_a_python_tag_is_refused_never_constructed():
+    with pytest.raises(PolicyError, match=r"^<policy>:1:7: not valid YAML: could not determine "
+                                          "a constructor for the tag"):
+        load_policy("name: !!python/name:os.system ''\n")
+    with pytest.raises(PolicyError, match=r"^<policy>:1:7: name has the tag "
+                                          r"tag:yaml.org,2002:python/object/apply:os.system; a "
+                                          "policy uses plain YAML"):
+        load_policy("name: !!python/object/apply:os.system [echo owned]\n")

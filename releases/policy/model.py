@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Literal, Mapping, Sequence
 from releases.policy.errors import UnknownStage
 
 if TYPE_CHECKING:
-    from releases.policy.evaluate import ApprovalInput, Gate, TierAssessment
+    from releases.policy.evaluate import Gate, TierAssessment
+    from releases.policy.quorum import ApprovalInput
 
 # The ladder every policy climbs. A policy may leave stages out, never reorder them: the
 # workflow's behaviour at each stage (named partners, access requests, anonymous downloads)
@@ -36,7 +37,7 @@ def metric_value(eval_results: EvalResults, eval_name: str, metric: str) -> floa
     if not metrics:
         return None
     value = metrics.get(metric)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not isinstance(value, (int, float)):  # bools count: a pass/fail metric may be True
         return None
     return None if math.isnan(value) else float(value)
 

@@ -69,6 +69,7 @@ RULE = _object({
     }, required=("name", "label"))),
     "expiry_days": _positive_int,
 })
+RULE["x-message"] = "must be a rule: a mapping of keys to values ({} for a rule that needs nothing)"
 
 POLICY_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -91,3 +91,54 @@ def _iterate(batch_size: int) -> Iterator[AuditEvent]:
             return
         yield from batch
         last = batch[-1].seq
+
+
+# --- permission refusals ---------------------------------------------------------------------
+# A refusal must be in the audit log even though the action it refused rolls back. Services
+# raise Refused (a PermissionDenied) from inside their transactions; the outermost service
+# decorated with @records_refusals writes the `permission.denied` event after every transaction
+# of the action has unwound, so nothing rolls it back.
+
+import contextvars  # noqa: E402
+import functools  # noqa: E402
+
+from django.core.exceptions import PermissionDenied  # noqa: E402
+
+_depth = contextvars.ContextVar("stagegate_refusal_depth", default=0)
+
+
+class Refused(PermissionDenied):
+    def __init__(self, *, actor, action: str, obj=None, reason: str):
+        super().__init__(reason)
+        self.actor, self.action, self.obj, self.reason = actor, action, obj, reason
+        self.recorded = False
+
+
+def deny(*, actor, action: str, obj=None, reason: str) -> Refused:
+    """The exception to raise when `actor` may not do `action`; it is recorded on its way out."""
+    return Refused(actor=actor, action=action, obj=obj, reason=reason)
+
+
+def record_refusal(exc: Refused) -> None:
+    if exc.recorded:
+        return
+    with transaction.atomic():
+        record_event(actor=exc.actor, verb="permission.denied", obj=exc.obj,
+                     data={"action": exc.action, "reason": exc.reason})
+    exc.recorded = True
+
+
+def records_refusals(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        token = _depth.set(_depth.get() + 1)
+        try:
+            return fn(*args, **kwargs)
+        except Refused as exc:
+            if _depth.get() == 1:
+                record_refusal(exc)
+            raise
+        finally:
+            _depth.reset(token)
+
+    return wrapper

@@ -77,13 +77,17 @@ class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
         return CheckpointSerializer if self.action == "retrieve" else CheckpointSummarySerializer
 
     def initialize_request(self, request, *args, **kwargs):
-        if request.method == "POST":
+        if request.method == "POST" and request.path.rstrip("/").endswith("/checkpoints"):
             install_upload_handler(request)
         return super().initialize_request(request, *args, **kwargs)
 
     def get_parsers(self):
+        # Parsers are chosen before `action` is set, so the submission is recognised by its
+        # path: only POST /checkpoints/ streams files through HashingUploadHandler.
         request = getattr(self, "request", None)
-        if getattr(self, "action", None) == "create" or (request and request.method == "POST"):
+        if getattr(self, "action", None) == "create" or (
+                request is not None and request.method == "POST"
+                and request.path.rstrip("/").endswith("/checkpoints")):
             return [_PassThroughParser()]
         return super().get_parsers()
 

@@ -17,12 +17,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.roles import SAFETY, has_role
-from audit.services import record_event
+from audit.services import deny, record_event, records_refusals
 from models import blobstore
 from models.census import merge_pickle_tensors
 from models.errors import SubmissionError
 from models.models import Checkpoint, CheckpointFile, ScanReport
-from models.services import deny
 from models.signals import send_ready_after_commit
 
 MIN_JUSTIFICATION = 20
@@ -106,6 +105,7 @@ def _settle(checkpoint: Checkpoint, files: list[CheckpointFile],
     checkpoint.save(update_fields=["status", "census"])
 
 
+@records_refusals
 def accept_scan_risk(*, actor, file: CheckpointFile, justification: str) -> CheckpointFile:
     """A safety reviewer accepts the risk of one file the scanner could not prove safe.
 

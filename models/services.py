@@ -8,12 +8,11 @@ from typing import Iterable
 
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.roles import RESEARCHERS, has_role
-from audit.services import record_event
+from audit.services import deny, record_event, records_refusals
 from models import blobstore
 from models.blobstore import StagedFile
 from models.census import CensusInput, take_census
@@ -46,14 +45,6 @@ def can_submit_to(user, family: ModelFamily | None) -> bool:
     if family is None or user.is_superuser:
         return True
     return user.groups.filter(pk=family.owners_id).exists()
-
-
-def deny(*, actor, action: str, obj=None, reason: str) -> PermissionDenied:
-    """Record a permission refusal in its own transaction, and return the exception to raise."""
-    with transaction.atomic():
-        record_event(actor=actor, verb="permission.denied", obj=obj,
-                     data={"action": action, "reason": reason})
-    return PermissionDenied(reason)
 
 
 # --- families -----------------------------------------------------------------------------------
@@ -90,6 +81,7 @@ def _get_or_create_family(*, actor, org: str, name: str) -> tuple[ModelFamily, b
 
 # --- submission ---------------------------------------------------------------------------------
 
+@records_refusals
 def submit_checkpoint(*, actor, family_name: str, label: str, files: list[StagedFile]) -> Checkpoint:
     """Register `files` (already hashed and staged) as a new checkpoint of `family_name`.
 
@@ -205,6 +197,7 @@ def _forget(shas: Iterable[str]) -> None:
 
 # --- upload sessions (one streaming PUT per file) -----------------------------------------------
 
+@records_refusals
 def create_upload_session(*, actor, family_name: str, label: str) -> UploadSession:
     """Open a session; validates names and permission now so a client learns early."""
     org, name = parse_family_name(family_name)
@@ -268,6 +261,7 @@ def put_upload_file(*, actor, session_id: int, path: str, staged: StagedFile,
         staged.discard()
 
 
+@records_refusals
 def commit_upload_session(*, actor, session_id: int) -> Checkpoint:
     """Turn an open session into a checkpoint (all of submit_checkpoint's guards apply)."""
     with transaction.atomic():

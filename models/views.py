@@ -8,11 +8,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from accounts.roles import RESEARCHERS, SAFETY, has_role
 from models import scanning, selectors, services
+from models.panels import checkpoint_panels
 from models.errors import SubmissionError
 from models.uploads import install_upload_handler, staged_from_multipart
 
@@ -52,6 +54,8 @@ def checkpoint_detail(request, checkpoint_id: int):
         "can_accept_risk": has_role(request.user, SAFETY)
                            and checkpoint.submitted_by_id != request.user.pk,
         "previous": selectors.previous_checkpoint(checkpoint),
+        "panels": [(panel, reverse(panel.url_name, args=[checkpoint.pk]))
+                   for panel in checkpoint_panels()],
     })
 
 

@@ -176,7 +176,7 @@ class DataOpcodes:
         self._binstring(1)
 
     def _binbytes(self, width: int):
-        self.stack.append(self.reader.read(self._size(width)))
+        self.stack.append(self.reader.read_into(self._size(width)))
 
     def op_short_binbytes(self):
         self._binbytes(1)
@@ -188,7 +188,7 @@ class DataOpcodes:
         self._binbytes(8)
 
     def op_bytearray8(self):
-        self.stack.append(bytearray(self.reader.read(self._size(8))))
+        self.stack.append(bytearray(self.reader.read_into(self._size(8))))
 
     def op_unicode(self):
         self.stack.append(cparse.load_unicode(self.reader.readline()))

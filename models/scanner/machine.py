@@ -19,7 +19,9 @@ from models.scanner.cparse import PickleSyntaxError
 from models.scanner.data_opcodes import DataOpcodes
 from models.scanner.reader import FrameViolation, RegionReader, Truncated
 from models.scanner.result import UNKNOWN, UNSAFE, Finding, FindingList
-from models.scanner.values import GlobalRef, Inert, Opaque, TensorValue, describe
+from models.scanner.values import (
+    EmuCounter, EmuOrderedDict, GlobalRef, Inert, Opaque, TensorValue, describe,
+)
 
 MAX_OPS = 20_000_000
 HIGHEST_PROTOCOL = 5
@@ -65,6 +67,8 @@ class Machine(DataOpcodes):
         self.proto = 0
         self.op_offset = 0
         self.run = PickleRun()
+        self.skipped = False
+        reader.on_skip = self._frame_skip
 
     # --- reporting ---------------------------------------------------------------------------
 
@@ -258,7 +262,7 @@ class Machine(DataOpcodes):
             raise self.underflow()
         state = self.pop()
         inst = self.top()
-        if isinstance(inst, Inert):
+        if isinstance(inst, (Inert, EmuOrderedDict, EmuCounter)):
             if isinstance(inst, (Opaque, GlobalRef)) and not (
                     isinstance(inst, GlobalRef) and inst.category == policy.ALLOWED_CATEGORY):
                 self.flag("unexpected-build", f"BUILD calls __setstate__ of {describe(inst)}")
@@ -373,12 +377,16 @@ class Machine(DataOpcodes):
         self.proto = version
 
     def op_frame(self):
-        if self.reader.in_frame():
-            raise FrameViolation("a FRAME starts before the previous frame ends")
-        size = cparse.le_unsigned(self.reader.read(8))
-        if size > self.reader.remaining:
-            raise Truncated(f"FRAME of {size} bytes but only {self.reader.remaining} remain")
-        self.reader.start_frame(size)
+        self.reader.load_frame(cparse.le_unsigned(self.reader.read(8)))
+
+    def _frame_skip(self, at: int, buffer_end: int) -> None:
+        if not self.skipped:
+            self.skipped = True
+            self.report(UNKNOWN, "frame-straddle",
+                        f"an opcode at byte {self.offset(at)} of `{self.where}` runs past the end "
+                        f"of its FRAME: CPython's C unpickler skips to byte "
+                        f"{self.offset(buffer_end)} and reads on from there, so the opcodes it "
+                        "runs are not the bytes in order (pickle.py refuses the file)")
 
 
 _NAMES = {

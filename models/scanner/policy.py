@@ -95,7 +95,9 @@ numpy.load numpy.save numpy.savez numpy.fromfile numpy.tofile numpy.memmap numpy
 numpy.genfromtxt numpy.fromregex
 codecs.open _codecs.lookup codecs.lookup
 types.FunctionType types.CodeType types.LambdaType types.MethodType
-collections.namedtuple typing._eval_type copyreg.add_extension
+collections.namedtuple typing._eval_type copyreg.add_extension torch.storage._load_from_bytes
+logging.FileHandler logging.handlers logging.config zipfile.ZipFile tarfile.open tarfile.TarFile
+gzip.open bz2.open lzma.open dbm.open
 """.split())
 
 # Whole objects that should have been saved as a state dict.

@@ -28,8 +28,11 @@ class Session:
                offset: int | None = None) -> None:
         self.findings.add(Finding(UNSAFE, code, message, member=member, offset=offset))
 
-    def reader(self, stream: BinaryIO, start: int, length: int) -> RegionReader:
-        return RegionReader(stream, start, length)
+    def reader(self, stream: BinaryIO, start: int, length: int, *,
+               c_buffered: bool = False) -> RegionReader:
+        """c_buffered: the loader hands the pickle to `_pickle` as a BytesIO (torch.load's
+        data.pkl); otherwise frames are held to pickle.py's strict rules."""
+        return RegionReader(stream, start, length, c_buffered=c_buffered)
 
     def run_pickle(self, reader: RegionReader, context: LoaderContext, *, where: str,
                    member: str | None, offset_base: int = 0) -> PickleRun:

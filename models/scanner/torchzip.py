@@ -164,7 +164,7 @@ def _scan_data_pickle(stream, entry: Entry, table: StorageTable, session) -> Pic
     if crc != entry.crc:
         session.unknown("zip-crc", f"`{entry.name}` does not match its CRC: Python's zipfile "
                         "refuses it while PyTorch's reader may not", member=entry.name)
-    reader = session.reader(stream, entry.data_offset, entry.size)
+    reader = session.reader(stream, entry.data_offset, entry.size, c_buffered=True)
     context = LoaderContext(encoding="utf-8", torch=True,
                             persistent_load=zip_persistent_load(table))
     run = session.run_pickle(reader, context, where=entry.name, member=entry.name)
@@ -210,6 +210,7 @@ def _scan_every_pickle_member(stream, session) -> None:
     """After a structural finding the verdict is at least unknown; still emulate every member
     that any reader could take for a pickle (duplicates included), so that a dangerous import
     makes the verdict `unsafe` and the report names it."""
+    _scan_what_torch_loads(stream, session)
     try:
         infos = zipfile.ZipFile(stream).infolist()
     except Exception:  # zipfile cannot read it either; the structural finding stands
@@ -224,6 +225,22 @@ def _scan_every_pickle_member(stream, session) -> None:
         reader = session.reader(io.BytesIO(data), 0, len(data))
         session.run_pickle(reader, LoaderContext(encoding="utf-8", torch=True),
                            where=info.filename, member=info.filename)
+
+
+def _scan_what_torch_loads(stream, session) -> None:
+    """The data.pkl PyTorch's own reader returns is, by definition, what torch.load runs."""
+    try:
+        import torch
+        stream.seek(0)
+        reader = torch._C.PyTorchFileReader(stream)
+        if not reader.has_record("data.pkl") or reader.get_record_size("data.pkl") > MAX_LOOSE:
+            return
+        data = reader.get_record("data.pkl")
+    except Exception:  # torch cannot read it: torch.load fails before unpickling anything
+        return
+    session.run_pickle(session.reader(io.BytesIO(data), 0, len(data), c_buffered=True),
+                       LoaderContext(encoding="utf-8", torch=True),
+                       where="data.pkl (as PyTorch's reader returns it)", member="data.pkl")
 
 
 def _raw_member(stream, info: zipfile.ZipInfo) -> bytes | None:

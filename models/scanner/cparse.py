@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import warnings
 
 LONG_MAX = 2**63 - 1
 SSIZE_MAX = 2**63 - 1
@@ -139,7 +140,9 @@ def load_string(line: bytes) -> bytes:
     if len(body) < 2 or body[0] != body[-1] or body[0] not in b"'\"":
         raise PickleSyntaxError("the STRING opcode argument must be quoted")
     try:
-        return codecs.escape_decode(body[1:-1])[0]
+        with warnings.catch_warnings():  # "invalid escape sequence" is for source code
+            warnings.simplefilter("ignore")
+            return codecs.escape_decode(body[1:-1])[0]
     except ValueError as exc:
         raise PickleSyntaxError(f"bad escape in STRING: {exc}") from None
 

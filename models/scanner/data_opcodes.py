@@ -14,6 +14,13 @@ from models.scanner.cparse import PickleSyntaxError
 from models.scanner.values import Inert
 
 
+MEMO_SLACK = 1 << 16
+
+
+class MemoBomb(ValueError):
+    pass
+
+
 class DataOpcodes:
     """Mixin for Machine: needs self.reader, self.stack, self.marks, self.memo, self.encoding."""
 
@@ -69,7 +76,13 @@ class DataOpcodes:
     # --- the memo ----------------------------------------------------------------------------
 
     def memo_put(self, index: int) -> None:
-        self.memo[index] = self.top()
+        value = self.top()
+        if index > len(self.memo) + MEMO_SLACK:
+            # Picklers number memo entries in order; CPython's unpickler allocates room for
+            # twice the index, so a far jump is a memory bomb aimed at the loader.
+            raise MemoBomb(f"memo index {index:,} with {len(self.memo):,} entries stored "
+                           f"would make the loader allocate {index * 16:,} bytes")
+        self.memo[index] = value
 
     def memo_get(self, index: int) -> None:
         if index not in self.memo:

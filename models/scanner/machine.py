@@ -16,7 +16,7 @@ from typing import Callable
 
 from models.scanner import calls, cparse, policy
 from models.scanner.cparse import PickleSyntaxError
-from models.scanner.data_opcodes import DataOpcodes
+from models.scanner.data_opcodes import DataOpcodes, MemoBomb
 from models.scanner.reader import FrameViolation, RegionReader, Truncated
 from models.scanner.result import UNKNOWN, UNSAFE, Finding, FindingList
 from models.scanner.values import (
@@ -114,13 +114,15 @@ class Machine(DataOpcodes):
                       "differ from the bytes in order; pickle.py refuses the file")
         except StopScan as exc:
             self.flag("scan-limit", str(exc))
+        except MemoBomb as exc:
+            self.flag("memo-bomb", str(exc))
         except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
             # The real unpickler raises the same class of error here (unhashable key,
             # bad index...), so loading stops at this opcode too.
             self._broken(f"{type(exc).__name__}: {exc}")
         except RecursionError:
             self.flag("scan-limit", "data nested too deeply to emulate")
-        self.run.end = self.reader.pos
+        self.run.end = self.reader.consumed
         self.run.protocol = self.proto
         return self.run
 

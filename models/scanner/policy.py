@@ -128,6 +128,9 @@ TORCH_DTYPES: dict[str, tuple[int, str]] = {
     "quint4x2": (8, "QUINT4X2"), "quint2x4": (8, "QUINT2X4"),
     "bits8": (8, "BITS8"), "bits16": (16, "BITS16"), "bits1x8": (8, "BITS1X8"),
     "bits2x4": (8, "BITS2X4"), "bits4x2": (8, "BITS4X2"),
+    # Sub-byte integer types: one element per byte in storage (torch's itemsize is 1).
+    **{f"{sign}int{bits}": (8, f"{sign.upper()}INT{bits}") for sign in ("", "u")
+       for bits in range(1, 8)},
 }
 
 LAYOUTS = frozenset({"torch.strided", "torch.sparse_coo", "torch.sparse_csr", "torch.sparse_csc",

@@ -48,6 +48,12 @@ class RegionReader:
         return self._pos
 
     @property
+    def consumed(self) -> int:
+        """Where the real loader leaves the file: with c_buffered input it has read the whole
+        current frame even if STOP came earlier."""
+        return max(self._pos, self._c_end) if self.c_buffered else self._pos
+
+    @property
     def remaining(self) -> int:
         return self._length - self._pos
 

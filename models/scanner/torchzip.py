@@ -215,6 +215,11 @@ def _scan_every_pickle_member(stream, session) -> None:
         infos = zipfile.ZipFile(stream).infolist()
     except Exception:  # zipfile cannot read it either; the structural finding stands
         return
+    script = [i.filename for i in infos if i.filename.partition("/")[2].startswith(
+        TORCHSCRIPT_MARKERS)]
+    if script:
+        session.unknown("torchscript", f"TorchScript archive (`{script[0]}`): torch.load hands "
+                        "it to torch.jit.load, which runs its code; it is not a weights file")
     for info in infos[:1000]:
         if re.search(r"(^|/)data/[0-9]+$", info.filename) or info.compress_size > MAX_LOOSE:
             continue

@@ -35,14 +35,16 @@ class DataOpcodes:
                                  else "unpickling stack underflow")
 
     def pop(self):
-        if len(self.stack) <= self.fence:
+        stack = self.stack
+        if len(stack) <= (self.marks[-1] if self.marks else 0):
             raise self.underflow()
-        return self.stack.pop()
+        return stack.pop()
 
     def top(self):
-        if len(self.stack) <= self.fence:
+        stack = self.stack
+        if len(stack) <= (self.marks[-1] if self.marks else 0):
             raise self.underflow()
-        return self.stack[-1]
+        return stack[-1]
 
     def marker(self) -> int:
         if not self.marks:
@@ -100,9 +102,8 @@ class DataOpcodes:
         self.memo_put(index)
 
     def op_binput(self):
-        index = self.reader.read(1)[0]
-        self.top()
-        self.memo_put(index)
+        index = self.reader.read_byte()
+        self.memo_put(index)  # memo_put checks the stack (top) as load_binput does
 
     def op_long_binput(self):
         index = cparse.le_unsigned(self.reader.read(4))
@@ -117,7 +118,7 @@ class DataOpcodes:
         self.memo_get(cparse.load_memo_index(self.reader.readline()))
 
     def op_binget(self):
-        self.memo_get(self.reader.read(1)[0])
+        self.memo_get(self.reader.read_byte())
 
     def op_long_binget(self):
         self.memo_get(cparse.le_unsigned(self.reader.read(4)))
@@ -140,7 +141,7 @@ class DataOpcodes:
         self.stack.append(cparse.le_signed(self.reader.read(4)))
 
     def op_binint1(self):
-        self.stack.append(self.reader.read(1)[0])
+        self.stack.append(self.reader.read_byte())
 
     def op_binint2(self):
         self.stack.append(cparse.le_unsigned(self.reader.read(2)))

@@ -88,11 +88,13 @@ class Machine(DataOpcodes):
     def execute(self) -> PickleRun:
         self.run.start = self.reader.pos
         dispatch = _DISPATCH
+        reader = self.reader
+        read_byte = reader.read_byte
         ops = 0
         try:
             while True:
-                self.op_offset = self.reader.pos
-                code = self.reader.read(1)[0]
+                self.op_offset = reader._pos
+                code = read_byte()
                 if code == 0x2E:  # STOP
                     self.run.value = self.pop()
                     self.run.complete = True

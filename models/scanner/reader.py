@@ -99,12 +99,26 @@ class RegionReader:
         if self.c_buffered:
             if self._pos + n <= self._c_end:
                 return self._raw_read(n)
-            self._c_refill()
+            if self._pos != self._c_end:
+                self._c_refill()
             data = self._raw_read(n)
             self._c_end = self._pos
             return data
-        self._strict_check(self._pos, self._pos + n)
+        if self._frame_end is not None:
+            self._strict_check(self._pos, self._pos + n)
         return self._raw_read(n)
+
+    def read_byte(self) -> int:
+        """One opcode byte; the hot path of the emulator, so the common case is inlined."""
+        pos = self._pos
+        offset = pos - self._buffer_at
+        if 0 <= offset < len(self._buffer) and self._frame_end is None and (
+                not self.c_buffered or pos == self._c_end):
+            self._pos = pos + 1
+            if self.c_buffered:
+                self._c_end = pos + 1
+            return self._buffer[offset]
+        return self.read(1)[0]
 
     def read_into(self, n: int) -> bytes:
         """`_Unpickler_ReadInto` (the payload of BINBYTES / BYTEARRAY8): the rest of the buffer,
@@ -159,6 +173,11 @@ class RegionReader:
         self._buffer_at = self._pos
 
     def _raw_read(self, n: int) -> bytes:
+        offset = self._pos - self._buffer_at
+        end = offset + n
+        if offset >= 0 and n >= 0 and end <= len(self._buffer):  # the common case, kept cheap
+            self._pos += n
+            return self._buffer[offset:end]
         if n < 0 or n > self.remaining:
             raise Truncated(f"needs {n} bytes at offset {self._pos}, "
                             f"only {max(self.remaining, 0)} left")

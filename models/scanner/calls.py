@@ -129,7 +129,8 @@ def _layout(machine, args, newobj):
 # --- tensors ------------------------------------------------------------------------------
 
 def dtype_name(value) -> str:
-    if isinstance(value, GlobalRef) and value.module == "torch" and value.name in policy.TORCH_DTYPES:
+    if isinstance(value, GlobalRef) and value.module == "torch" and \
+            value.name in policy.TORCH_DTYPES:
         return value.name
     raise Unmodelled(f"expected a torch dtype, got {_short(value)}")
 

@@ -101,4 +101,18 @@ def _scan_safetensors(stream: BinaryIO, size: int, session: Session):
         session.unknown("safetensors-header", f"not a valid safetensors file: {exc}")
         return None
     session.bytes_scanned += 8 + header.header_size
+    _check_not_a_pickle_too(stream, size, session)
     return [TensorMeta(t.name, t.dtype, t.shape) for t in header.tensors]
+
+
+def _check_not_a_pickle_too(stream: BinaryIO, size: int, session: Session) -> None:
+    """torch.load of a safetensors file under another name unpickles it (the legacy path).
+    Its first bytes are the header length, so as a pickle it fails within a few opcodes; if it
+    imports anything first, the file is a polyglot."""
+    probe = Session(session.name)
+    reader = probe.reader(stream, 0, size)
+    probe.run_pickle(reader, pickles.TORCH_PLAIN, where=session.name, member=None)
+    if probe.globals:
+        session.unknown("polyglot", "a valid safetensors file that is also a pickle importing "
+                        f"{sorted(probe.globals)[0]} (torch.load under another file name would "
+                        "run it)")

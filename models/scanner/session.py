@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 from models.scanner.machine import LoaderContext, Machine, PickleRun
 from models.scanner.reader import RegionReader
-from models.scanner.result import UNKNOWN, UNSAFE, Finding, FindingList
+from models.scanner.result import UNKNOWN, Finding, FindingList
 
 MAX_PICKLE_BYTES = 256 * 1024 * 1024
 
@@ -23,10 +23,6 @@ class Session:
     def unknown(self, code: str, message: str, *, member: str | None = None,
                 offset: int | None = None) -> None:
         self.findings.add(Finding(UNKNOWN, code, message, member=member, offset=offset))
-
-    def unsafe(self, code: str, message: str, *, member: str | None = None,
-               offset: int | None = None) -> None:
-        self.findings.add(Finding(UNSAFE, code, message, member=member, offset=offset))
 
     def reader(self, stream: BinaryIO, start: int, length: int, *,
                c_buffered: bool = False) -> RegionReader:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 
 class Inert:
@@ -143,24 +142,7 @@ class EmuCounter(dict):
     """collections.Counter: a dict subclass with its own `__init__`; only data goes in."""
 
 
-@dataclass
-class Mark:
-    """Not a value: the stack position a MARK opcode recorded."""
-    position: int
-
-
-INERT_TYPES = (Inert,)
-
-DATA_TYPES = (type(None), bool, int, float, complex, str, bytes, bytearray)
-
-
 def describe(value: object) -> str:
     if isinstance(value, Inert):
         return value.describe()
     return type(value).__name__
-
-
-@dataclass
-class Storages:
-    """Every storage the pickle's persistent ids named, by key (the loader shares them)."""
-    by_key: dict[str, StorageRef] = field(default_factory=dict)

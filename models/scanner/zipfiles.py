@@ -53,9 +53,6 @@ class ZipLayout:
     central_size: int
     file_size: int
 
-    def by_name(self) -> dict[str, Entry]:
-        return {e.name: e for e in self.entries}
-
 
 def read_layout(stream: BinaryIO, file_size: int, *, allow_compression: bool) -> ZipLayout:
     stream.seek(0)

@@ -163,8 +163,8 @@ def _(folder):
 @benign("lists-and-int-keys")
 def _(folder):
     torch = _torch()
-    torch.save({"layers": [torch.ones(2), torch.zeros(3)], 1: torch.eye(2), "pair": (torch.ones(1),)},
-               folder / "lists.pt")
+    torch.save({"layers": [torch.ones(2), torch.zeros(3)], 1: torch.eye(2),
+                "pair": (torch.ones(1),)}, folder / "lists.pt")
     return "lists.pt", "torch", "tensors inside lists, tuples and int-keyed dicts"
 
 

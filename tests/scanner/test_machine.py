@@ -159,3 +159,31 @@ def test_the_emulator_agrees_with_pickletools_on_ordinary_pickles():
                 continue  # protocols < 4 pickle a set via builtins.set
             assert not findings and same_value(run.value, obj)
             assert run.end == len(data) == max(pos for _, _, pos in pickletools.genops(data)) + 1
+
+
+@pytest.mark.parametrize("prefix", [b"I0x10\n0", b"I1\x00junk\n0", b"L0x10L\n0",
+                                    b"F1.5\x00junk\n0"])
+def test_text_arguments_that_stop_pickletools_do_not_stop_the_real_loader_or_the_scanner(prefix):
+    from tests.scanner.strategies import RecordingUnpickler
+
+    data = b"\x80\x02" + prefix + b"cposix\nsystem\nX\x04\x00\x00\x00trueq\x00\x85R."
+    seen_by_pickletools = []
+    with pytest.raises(ValueError):
+        for opcode, arg, _ in pickletools.genops(data):
+            seen_by_pickletools.append(arg)
+    assert "posix system" not in seen_by_pickletools
+    real = RecordingUnpickler(io.BytesIO(data))
+    real.load()
+    assert real.imported == ["posix.system"]
+    run, findings = emulate(data)
+    assert run.globals == [("posix.system", 2 + len(prefix))]
+    assert findings[0].severity == "unsafe"
+
+
+def test_a_safetensors_file_under_a_pickle_name_is_still_safetensors():
+    import struct as _struct
+
+    header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    data = _struct.pack("<Q", len(header)) + header + b"\0\0\0\0"
+    result = scan_bytes(data, "pytorch_model.bin")
+    assert result.verdict == "safe" and result.format == "safetensors"

@@ -47,7 +47,8 @@ def test_every_allowed_callable_is_modelled_and_the_rest_are_values():
     ("webbrowser", "open"), ("code", "InteractiveInterpreter"), ("operator", "attrgetter"),
     ("functools", "partial"), ("pydoc", "locate"), ("ctypes", "CDLL"),
     ("torch.storage", "_load_from_bytes"), ("copyreg", "add_extension"),
-    ("numpy.testing._private.utils", "runstring"), ("asyncio.subprocess", "create_subprocess_shell"),
+    ("numpy.testing._private.utils", "runstring"),
+    ("asyncio.subprocess", "create_subprocess_shell"),
 ])
 def test_known_gadgets_are_dangerous(module, name):
     assert policy.classify(module, name) == policy.DANGEROUS_CATEGORY

@@ -142,3 +142,16 @@ def records_refusals(fn):
             _depth.reset(token)
 
     return wrapper
+
+
+def record_refusal_of(exc, request) -> None:
+    """Every permission refusal is an audit event: a service's Refused (if its action did not
+    already record it) and any other 403, e.g. an API token whose scope is too narrow."""
+    from rest_framework import exceptions as drf_exceptions
+
+    if isinstance(exc, Refused):
+        record_refusal(exc)
+    elif isinstance(exc, (PermissionDenied, drf_exceptions.PermissionDenied)) and request is not None:
+        detail = getattr(exc, "detail", None) or str(exc) or "permission denied"
+        record_event(actor=getattr(request, "user", None), verb="permission.denied",
+                     data={"action": f"{request.method} {request.path}", "reason": str(detail)})

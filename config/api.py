@@ -7,6 +7,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from audit.services import record_refusal_of
+
 
 class Conflict(exceptions.APIException):
     """The action is not allowed in the object's current state (HTTP 409)."""
@@ -17,6 +19,7 @@ class Conflict(exceptions.APIException):
 
 
 def exception_handler(exc, context):
+    record_refusal_of(exc, context.get("request"))
     if isinstance(exc, DjangoValidationError):
         messages = exc.messages
         return Response({"detail": " ".join(messages)}, status=status.HTTP_400_BAD_REQUEST)
@@ -24,3 +27,11 @@ def exception_handler(exc, context):
         return Response({"detail": str(exc) or "You do not have permission to do that."},
                         status=status.HTTP_403_FORBIDDEN)
     return drf_exception_handler(exc, context)
+
+
+class BadRequest(exceptions.APIException):
+    """The request is incomplete or malformed (HTTP 400), with a `detail` in words."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request is incomplete or malformed."
+    default_code = "bad_request"

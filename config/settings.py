@@ -85,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "audit.middleware.RecordRefusalsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -203,6 +204,8 @@ else:
     # Above the longest eval, so a slow eval is not handed to a second worker while it runs.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600),
+        # How often a worker looks for messages of workers that died (kombu's default is 10 s).
+        "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10),
     }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -243,6 +246,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- Mail -------------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = str(env_path("EMAIL_FILE_PATH", DATA_DIR / "mail"))
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
@@ -274,3 +278,24 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
     },
 }
+
+# --- Evaluations ------------------------------------------------------------------------------
+# A running eval writes a heartbeat with its progress; a run whose heartbeat is older than this
+# was lost with its worker and may be claimed again when its task is re-delivered.
+STAGEGATE_EVAL_HEARTBEAT_STALE_SECONDS = env_int("STAGEGATE_EVAL_HEARTBEAT_STALE_SECONDS", 120)
+# Hard time limit of one eval run (the soft limit, 60 s earlier, records a clear error).
+STAGEGATE_EVAL_TIME_LIMIT_SECONDS = env_int("STAGEGATE_EVAL_TIME_LIMIT_SECONDS", 4 * 3600)
+
+# Groups whose members may read the whole audit log (superusers and staff always may).
+STAGEGATE_AUDIT_READER_GROUPS = env_list("STAGEGATE_AUDIT_READER_GROUPS",
+                                         ["safety", "policy", "release_managers"])
+
+# --- Downloads ----------------------------------------------------------------------------------
+# stream (Django/gunicorn send the bytes), x-accel (nginx sends them: see README), or redirect
+# (a 302 to the blob storage's presigned URL, e.g. S3).
+STAGEGATE_DOWNLOAD_MODE = env_str("STAGEGATE_DOWNLOAD_MODE", "stream")
+if STAGEGATE_DOWNLOAD_MODE not in {"stream", "x-accel", "redirect"}:
+    raise ImproperlyConfiguredEnv(
+        f"STAGEGATE_DOWNLOAD_MODE={STAGEGATE_DOWNLOAD_MODE!r}: use stream, x-accel or redirect")
+# The nginx `internal` location that maps onto the blob store's root (x-accel mode).
+STAGEGATE_X_ACCEL_PREFIX = env_str("STAGEGATE_X_ACCEL_PREFIX", "/_blobstore")

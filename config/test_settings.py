@@ -16,7 +16,11 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 # Server threads and worker processes must not hold connections open past a request, or the
 # test database could not be dropped at the end of the run.
 os.environ["DB_CONN_MAX_AGE"] = "0"
-os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+# Short enough that a test can watch a lost eval run be claimed again.
+os.environ.setdefault("STAGEGATE_EVAL_HEARTBEAT_STALE_SECONDS", "10")
+# Files, so mail sent by a worker process can be read by the test that caused it.
+os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.filebased.EmailBackend"
+os.environ.setdefault("EMAIL_FILE_PATH", os.path.join(os.environ["STAGEGATE_DATA_DIR"], "mail"))
 
 from config.settings import *  # noqa: E402,F401,F403
 

@@ -4,18 +4,29 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.urls import auth_urlpatterns
+from audit.views import AuditEventListView
+from releases.hub import hub_urls
 
 api_v1 = [
+    path("", include("evaluations.api_urls")),
+    path("", include("releases.api_urls")),
     path("", include("models.api_urls")),
+    path("audit/", AuditEventListView.as_view(), name="audit-list"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 urlpatterns = [
-    path("", lambda request: redirect("registry:family-list"), name="home"),
+    path("", lambda request: redirect("registry:family-list" if request.user.is_authenticated
+                                      else "releases:catalogue"), name="home"),
     path("", include(auth_urlpatterns)),
     path("accounts/", include("accounts.urls")),
     path("", include("models.urls")),
+    path("", include("evaluations.urls")),
+    path("", include("releases.urls")),
+    path("", include("audit.urls")),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
+    # The Hub API (huggingface_hub / transformers) last: its repo paths are the most general.
+    *hub_urls(),
 ]

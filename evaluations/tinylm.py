@@ -120,16 +120,77 @@ def _card(spec: TinyGPTSpec, n_texts: int) -> str:
             f"{spec.steps} steps on {n_texts} short texts, made on the spot by Stagegate.\n")
 
 
-def cached_tiny_gpt(cache_dir: Path, texts: Sequence[str], spec: TinyGPTSpec = TinyGPTSpec(),
-                    *, tokenizer_texts: Sequence[str] | None = None) -> Path:
-    """build_tiny_gpt, cached by the content hash of its inputs (safe across processes)."""
-    folder = Path(cache_dir) / f"tinygpt-{spec.cache_key(texts, tokenizer_texts)}"
-    if (folder / "model.safetensors").exists():
+def finetune_tiny_gpt(folder: Path, base: Path, texts: Sequence[str],
+                      spec: TinyGPTSpec = TinyGPTSpec(), *, card: str | None = None) -> Path:
+    """Continue training the model folder `base` on `texts` for spec.steps steps (its own
+    tokenizer and architecture; spec's shape fields are ignored) and save it at `folder`.
+    Lets a family of test models share one pre-training and differ only in what follows."""
+    import torch
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    random.seed(spec.seed)
+    torch.manual_seed(spec.seed)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(base, local_files_only=True)
+    model = GPT2LMHeadModel.from_pretrained(base, local_files_only=True, use_safetensors=True)
+    if spec.steps:
+        _train(model, tokenizer, texts, spec)
+    model.eval()
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    (folder / "README.md").write_text(card or _card(spec, len(texts)))
+    return folder
+
+
+def _cached(folder: Path, build) -> Path:
+    """Build into a private staging folder, then rename into place: concurrent builders of the
+    same key never see a half-written folder, and the loser's identical result is dropped."""
+    if is_cached(folder):
         return folder
-    staging = Path(cache_dir) / f".building-{folder.name}-{os.getpid()}"
-    build_tiny_gpt(staging, texts, spec, tokenizer_texts=tokenizer_texts)
+    staging = folder.parent / f".building-{folder.name}-{os.getpid()}"
+    build(staging)
     try:
         staging.rename(folder)
     except OSError:  # another process finished first; its result is identical
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def tiny_gpt_folder(cache_dir: Path, texts: Sequence[str], spec: TinyGPTSpec = TinyGPTSpec(),
+                    *, tokenizer_texts: Sequence[str] | None = None) -> Path:
+    """Where cached_tiny_gpt keeps (or will keep) the model for these inputs."""
+    return Path(cache_dir) / f"tinygpt-{spec.cache_key(texts, tokenizer_texts)}"
+
+
+def finetuned_folder(cache_dir: Path, base: Path, texts: Sequence[str],
+                     spec: TinyGPTSpec = TinyGPTSpec()) -> Path:
+    """Where cached_finetuned_tiny_gpt keeps the model; the base must exist (its weights are
+    part of the key)."""
+    base_hash = hashlib.sha256((Path(base) / "model.safetensors").read_bytes()).hexdigest()
+    key = hashlib.sha256((base_hash + spec.cache_key(texts)).encode()).hexdigest()[:24]
+    return Path(cache_dir) / f"tinygpt-ft-{key}"
+
+
+def is_cached(folder: Path) -> bool:
+    return (Path(folder) / "model.safetensors").exists()
+
+
+def cached_tiny_gpt(cache_dir: Path, texts: Sequence[str], spec: TinyGPTSpec = TinyGPTSpec(),
+                    *, tokenizer_texts: Sequence[str] | None = None) -> Path:
+    """build_tiny_gpt, cached by the content hash of its inputs (safe across processes)."""
+    folder = tiny_gpt_folder(cache_dir, texts, spec, tokenizer_texts=tokenizer_texts)
+    return _cached(folder, lambda staging: build_tiny_gpt(staging, texts, spec,
+                                                          tokenizer_texts=tokenizer_texts))
+
+
+def cached_finetuned_tiny_gpt(cache_dir: Path, base: Path, texts: Sequence[str],
+                              spec: TinyGPTSpec = TinyGPTSpec()) -> Path:
+    """finetune_tiny_gpt, cached by the base's weights hash and the fine-tuning inputs."""
+    folder = finetuned_folder(cache_dir, base, texts, spec)
+    return _cached(folder, lambda staging: finetune_tiny_gpt(staging, base, texts, spec))

@@ -49,12 +49,20 @@ def can_submit_to(user, family: ModelFamily | None) -> bool:
 
 # --- families -----------------------------------------------------------------------------------
 
+# Top-level paths of the site: an org with one of these names would shadow its Hub URLs.
+RESERVED_ORGS = {"api", "admin", "static", "accounts", "families", "checkpoints", "releases",
+                 "reviews", "audit", "evals", "models", "login", "logout", "submit"}
+
+
 def parse_family_name(family_name: str) -> tuple[str, str]:
     match = FAMILY_NAME_RE.match(family_name or "")
     if not match or "--" in family_name or ".." in family_name:
         raise SubmissionError(
             f"family {family_name!r} is not of the form org/name (letters, digits, '.', '_' "
             "and '-', starting with a letter or digit), e.g. eleuther/pythia-70m")
+    if match["org"].lower() in RESERVED_ORGS:
+        raise SubmissionError(f"{match['org']!r} is reserved for the site's own pages; choose "
+                              "another organisation name")
     return match["org"], match["name"]
 
 

@@ -65,7 +65,8 @@ def load_state_dict_checked(path: str | os.PathLike, *, timeout_s: float,
         by_dtype[dtype] = by_dtype.get(dtype, 0) + _numel(shape)
     return {"path": str(path), "sha256": sha256_file(path), "format": scan.format,
             "tensor_count": len(loaded["tensors"]),
-            "parameters": {"total": sum(by_dtype.values()), "by_dtype": dict(sorted(by_dtype.items()))},
+            "parameters": {"total": sum(by_dtype.values()),
+                           "by_dtype": dict(sorted(by_dtype.items()))},
             "tensors": [{"name": n, "dtype": d, "shape": s} for n, d, s in loaded["tensors"]],
             "skipped": loaded["skipped"]}
 

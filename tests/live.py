@@ -124,15 +124,21 @@ def _purge_broker() -> None:
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker):
-    """One real worker process for the whole session, on the test database and Redis."""
+@pytest.fixture
+def celery_worker_process(django_db_setup):
+    """A real worker process for one test, on the test database and Redis.
+
+    One per test, not per session: a worker shared across tests would still be running one
+    test's tasks (retries, follow-ups) while the next test's data is being set up. The broker is
+    emptied before and after, unacknowledged messages included.
+    """
     _purge_broker()
     worker = WorkerProcess("main", concurrency=2)
     try:
         yield worker
     finally:
         worker.stop()
+        _purge_broker()
 
 
 @pytest.fixture
@@ -148,3 +154,4 @@ def start_worker(django_db_setup):
     yield start
     for worker in started:
         worker.stop()
+    _purge_broker()

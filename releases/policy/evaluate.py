@@ -69,14 +69,19 @@ def assess_tier(policy: Policy, parameters: int, eval_results: EvalResults) -> T
     return TierAssessment(assessed, tuple(reasons))
 
 
+def format_count(value: int) -> str:
+    """Parameter counts: 1e15 when large, 133,184 when small (never 100.00)."""
+    return format_number(value) if abs(value) >= 1e6 else f"{int(value):,}"
+
+
 def _size_reason(tier: Tier, parameters: int) -> str:
-    count = f"{format_number(parameters)} parameters"
+    count = f"{format_count(parameters)} parameters"
     if tier.max_parameters is None:
-        return f"{count}, {format_number(tier.min_parameters)} or more"
+        return f"{count}, {format_count(tier.min_parameters)} or more"
     if tier.min_parameters == 0:
-        return f"{count}, below {format_number(tier.max_parameters)}"
-    return (f"{count}, from {format_number(tier.min_parameters)} to below "
-            f"{format_number(tier.max_parameters)}")
+        return f"{count}, below {format_count(tier.max_parameters)}"
+    return (f"{count}, from {format_count(tier.min_parameters)} to below "
+            f"{format_count(tier.max_parameters)}")
 
 
 def _condition_reason(condition, value: float | None) -> str:
@@ -139,7 +144,7 @@ def _ceiling_gate(policy: Policy, parameters: int, eval_results: EvalResults) ->
     ceiling = policy.ceiling
     problems = []
     if parameters > ceiling.max_parameters:
-        problems.append(f"above the ceiling of {format_number(ceiling.max_parameters)} "
+        problems.append(f"above the ceiling of {format_count(ceiling.max_parameters)} "
                         "parameters: never published")
     for threshold in ceiling.capability_evals:
         value = metric_value(eval_results, threshold.eval, threshold.metric)
@@ -149,8 +154,8 @@ def _ceiling_gate(policy: Policy, parameters: int, eval_results: EvalResults) ->
     if problems:
         return Gate("ceiling", False, "; ".join(problems))
     evals = " and every capability eval within its threshold" if ceiling.capability_evals else ""
-    return Gate("ceiling", True, f"within the ceiling: {format_number(parameters)} parameters, "
-                                 f"at most {format_number(ceiling.max_parameters)}{evals}")
+    return Gate("ceiling", True, f"within the ceiling: {format_count(parameters)} parameters, "
+                                 f"at most {format_count(ceiling.max_parameters)}{evals}")
 
 
 def _stage_allowed_gate(target: Stage, assessment: TierAssessment) -> Gate:

@@ -22,11 +22,19 @@ def documented() -> set[str]:
     return names
 
 
+def project_files() -> list[Path]:
+    """The project's own files (tracked, or new and not ignored): never a virtualenv's."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [ROOT / line for line in listed.splitlines()
+            if line and not line.startswith("tests/") and (ROOT / line).is_file()]
+
+
 def used() -> set[str]:
     names = set()
-    for path in ROOT.rglob("*"):
-        if any(part in {".venv", ".git", "tests", "node_modules", "build"} for part in path.parts):
-            continue
+    for path in project_files():
         if path.suffix == ".py":
             names |= set(READERS.findall(path.read_text()))
         elif path.suffix == ".sh":

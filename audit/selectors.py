@@ -1,0 +1,43 @@
+"""Reading the audit log: who may, and filters."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from audit.models import AuditEvent
+
+
+def can_read_audit(user) -> bool:
+    if not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_superuser or user.is_staff:
+        return True
+    return user.groups.filter(name__in=settings.STAGEGATE_AUDIT_READER_GROUPS).exists()
+
+
+def filtered_events(params) -> QuerySet[AuditEvent]:
+    """Filters: verb (prefix, e.g. `release.`), actor (username), object (`type:id`, e.g.
+    `releases.release:12`), since / until (ISO dates)."""
+    events = AuditEvent.objects.all().order_by("-seq")
+    if params.get("verb"):
+        events = events.filter(verb__startswith=params["verb"])
+    if params.get("actor"):
+        events = events.filter(actor_username=params["actor"])
+    if params.get("object"):
+        object_type, _, object_id = params["object"].partition(":")
+        events = events.filter(object_type=object_type)
+        if object_id:
+            events = events.filter(object_id=object_id)
+    if params.get("since"):
+        events = events.filter(created_at__date__gte=params["since"])
+    if params.get("until"):
+        events = events.filter(created_at__date__lte=params["until"])
+    return events
+
+
+def event_json(event: AuditEvent) -> dict:
+    return {"seq": event.seq, "created_at": event.created_at.isoformat(),
+            "actor": event.actor_username or None, "verb": event.verb,
+            "object": event.object_key or None, "object_repr": event.object_repr,
+            "data": event.data, "prev_hash": event.prev_hash, "hash": event.hash}

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
+from django.shortcuts import render
+from rest_framework import serializers
+from rest_framework.views import APIView
+
+from audit.selectors import can_read_audit, event_json, filtered_events
+from audit.services import deny
+
+
+def _check(user) -> None:
+    if not can_read_audit(user):
+        raise deny(actor=user, action="audit.read",
+                   reason="reading the audit log needs a reviewer or release manager role")
+
+
+@login_required
+def audit_log(request):
+    _check(request.user)
+    events = filtered_events(request.GET)
+    page = Paginator(events, 100).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "audit/audit_log.html", {"page": page, "filters": request.GET,
+                                                    "query": query.urlencode()})
+
+
+@login_required
+def audit_export(request):
+    """The filtered log as JSON Lines, streamed; each line carries its hash and prev_hash so the
+    export can be verified on its own."""
+    _check(request.user)
+    events = filtered_events(request.GET).order_by("seq")
+
+    def lines():
+        for event in events.iterator(chunk_size=2000):
+            yield json.dumps(event_json(event), sort_keys=True) + "\n"
+
+    response = StreamingHttpResponse(lines(), content_type="application/jsonl")
+    response["Content-Disposition"] = 'attachment; filename="stagegate-audit.jsonl"'
+    return response
+
+
+class AuditEventSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    actor = serializers.CharField(source="actor_username")
+    verb = serializers.CharField()
+    object = serializers.CharField(source="object_key")
+    object_repr = serializers.CharField()
+    data = serializers.JSONField()
+    hash = serializers.CharField()
+    prev_hash = serializers.CharField()
+
+
+class AuditEventListView(APIView):
+    def get(self, request):
+        """The audit log, newest first; filters `verb`, `actor`, `object=type:id`, `since`,
+        `until`; paginated with `page`."""
+        _check(request.user)
+        from rest_framework.pagination import PageNumberPagination
+
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(filtered_events(request.query_params), request, view=self)
+        return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
+
+

@@ -1,0 +1,66 @@
+"""Which evals exist: the built-ins, and one eval per uploaded pack.
+
+An uploaded pack is usable in policy like a built-in eval, under the pack's own name: a
+`multiple_choice` pack runs mc_knowledge on it, `scored_text` runs heldout_lm, `prompt_pairs`
+runs refusal_preference. Its results are stored under the pack's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from evaluations.library.packs import Pack, load_builtin_pack, load_pack
+from evaluations.library.registry import EvalSpec, all_evals, get_eval
+
+EVAL_FOR_PACK_TYPE = {"multiple_choice": "mc_knowledge", "scored_text": "heldout_lm",
+                      "prompt_pairs": "refusal_preference"}
+
+
+class UnknownEval(LookupError):
+    pass
+
+
+@dataclass
+class EvalEntry:
+    """An eval as Stagegate offers it: a name, the library spec that runs it, fixed params."""
+
+    name: str
+    spec: EvalSpec
+    fixed_params: dict = field(default_factory=dict)
+    pack_id: int | None = None
+
+    @property
+    def version(self) -> int:
+        return self.spec.version
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.pack_id is None
+
+
+def builtin_names() -> list[str]:
+    return list(all_evals())
+
+
+def lookup(name: str) -> EvalEntry:
+    from evaluations.models import EvalPack
+
+    if name in all_evals():
+        return EvalEntry(name=name, spec=get_eval(name))
+    pack = EvalPack.objects.filter(name=name).order_by("-created_at").first()
+    if pack is None or pack.type not in EVAL_FOR_PACK_TYPE:
+        known = ", ".join(builtin_names() + sorted(
+            EvalPack.objects.values_list("name", flat=True).distinct()))
+        raise UnknownEval(f"no eval named {name!r}; known: {known}")
+    return EvalEntry(name=name, spec=get_eval(EVAL_FOR_PACK_TYPE[pack.type]),
+                     fixed_params={"pack": name}, pack_id=pack.pk)
+
+
+def load_named_pack(name: str) -> Pack:
+    """A pack by name: the newest uploaded version, else the built-in one."""
+    from evaluations.models import EvalPack
+
+    uploaded = EvalPack.objects.filter(name=name).order_by("-created_at").first()
+    if uploaded is not None:
+        return load_pack(uploaded.content.encode())
+    return load_builtin_pack(name)

@@ -1,0 +1,1 @@
+"""Built-in evals: one module each, defining SPEC and run(ctx)."""

@@ -1,0 +1,127 @@
+"""drift_vs_parent: how far this checkpoint moved from its parent (the family's previous
+approved checkpoint), on a probe text pack, and how every other eval's metrics moved.
+
+Both models read the same token windows (lm-eval's rolling windows over [eot] + tokens of each
+probe text). At every predicted position t, with P the parent's and Q the child's next-token
+distribution,
+    KL_t(P || Q) = Σ_v P(v) (log P(v) − log Q(v))        (nats)
+    kl_mean        = mean over all positions of all texts
+    kl_max_text    = the largest per-text mean
+    top1_agreement = share of positions where both models' argmax agree
+Without a parent, the KL metrics are None and a note says so: there is no number to report.
+With parent_results and current_results, each metric m of each other eval e also gets
+    delta.<e>.<m> = current − parent      (direction: that of m)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from evaluations.library.builtin._common import load_model, the_pack
+from evaluations.library.context import EvalContext, EvalOutput
+from evaluations.library.lm import (encode, log_probs, max_length_of, prefix_token_id,
+                                    rolling_windows)
+from evaluations.library.registry import EvalSpec, all_evals
+from evaluations.library.results import flatten_results
+
+SPEC = EvalSpec(
+    name="drift_vs_parent",
+    version=1,
+    description="Mean per-token KL(parent || child) on a probe pack, and every other eval's "
+                "metric delta against the parent.",
+    module=__name__,
+    metrics=("kl_mean", "kl_max_text", "top1_agreement", "has_parent", "delta.*"),
+    higher_is_better={"kl_mean": False, "kl_max_text": False, "top1_agreement": True,
+                      "has_parent": True},
+    params={"pack": "probe-en", "max_length": None, "batch_size": 16},
+    pack_types=("scored_text",),
+    reads=("parent",),
+)
+
+
+def _windows(tokenizer, texts: list[str], max_length: int) -> list[tuple[int, list[int], int]]:
+    """(text index, input tokens, number of predicted positions at the end) per window."""
+    prefix, windows = prefix_token_id(tokenizer), []
+    for index, text in enumerate(texts):
+        for context, predicted in rolling_windows(encode(tokenizer, text), prefix, max_length):
+            tokens = (context + predicted)[-(max_length + 1):][:-1]
+            windows.append((index, tokens, len(predicted)))
+    return windows
+
+
+@torch.inference_mode()
+def _kl(parent, child, windows, batch_size: int, progress) -> tuple[list[list[float]], int, int]:
+    per_text: dict[int, list[float]] = {}
+    agree = positions = 0
+    order = sorted(range(len(windows)), key=lambda i: -len(windows[i][1]))
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        width = len(windows[batch[0]][1])
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, index in enumerate(batch):
+            tokens = windows[index][1]
+            ids[row, :len(tokens)], mask[row, :len(tokens)] = torch.tensor(tokens), 1
+        lp = log_probs(parent, ids.to(parent.device), mask.to(parent.device)).cpu()
+        lq = log_probs(child, ids.to(child.device), mask.to(child.device)).cpu()
+        kl = (lp.exp() * (lp - lq)).sum(-1)
+        same = lp.argmax(-1) == lq.argmax(-1)
+        for row, index in enumerate(batch):
+            text, tokens, n_pred = windows[index]
+            span = slice(len(tokens) - n_pred, len(tokens))
+            per_text.setdefault(text, []).extend(kl[row, span].double().clamp_min(0).tolist())
+            agree += int(same[row, span].sum())
+            positions += n_pred
+        progress(min(start + batch_size, len(order)), len(order))
+    return [per_text.get(i, []) for i in range(max(per_text) + 1)], agree, positions
+
+
+def _deltas(ctx: EvalContext, output: EvalOutput) -> None:
+    if not (ctx.parent_results and ctx.current_results):
+        return
+    parent, current = flatten_results(ctx.parent_results), flatten_results(ctx.current_results)
+    specs = all_evals()
+    for eval_name in sorted(set(parent) & set(current) - {SPEC.name}):
+        for metric in sorted(set(parent[eval_name]) & set(current[eval_name])):
+            before, after = parent[eval_name][metric], current[eval_name][metric]
+            key = f"delta.{eval_name}.{metric}"
+            output.metrics[key] = None if before is None or after is None else after - before
+            direction = specs[eval_name].direction(metric) if eval_name in specs else None
+            if direction is not None:
+                output.higher_is_better[key] = direction
+
+
+def run(ctx: EvalContext) -> EvalOutput:
+    pack = the_pack(ctx, SPEC.pack_types)
+    if ctx.parent_model_dir is None:
+        output = EvalOutput(metrics={"kl_mean": None, "kl_max_text": None,
+                                     "top1_agreement": None, "has_parent": 0.0},
+                            notes=["this checkpoint has no approved parent in its family; "
+                                   "drift is not computed"])
+        _deltas(ctx, output)
+        return output
+    child, tokenizer, runtime = load_model(ctx)
+    parent, parent_tokenizer, _ = load_model(ctx, ctx.parent_model_dir)
+    if parent_tokenizer.get_vocab() != tokenizer.get_vocab():
+        output = EvalOutput(metrics={"kl_mean": None, "kl_max_text": None,
+                                     "top1_agreement": None, "has_parent": 1.0},
+                            notes=["the parent's tokenizer differs from this checkpoint's; a "
+                                   "per-token KL between them is not defined"], runtime=runtime)
+        _deltas(ctx, output)
+        return output
+    texts = [item["text"] for item in pack.items]
+    max_length = ctx.params["max_length"] or min(max_length_of(child, tokenizer),
+                                                 max_length_of(parent, parent_tokenizer))
+    windows = _windows(tokenizer, texts, max_length)
+    per_text, agree, positions = _kl(parent, child, windows, ctx.params["batch_size"],
+                                     ctx.progress)
+    text_means = [sum(values) / len(values) for values in per_text if values]
+    total = sum(sum(values) for values in per_text)
+    output = EvalOutput(metrics={"kl_mean": total / positions, "kl_max_text": max(text_means),
+                                 "top1_agreement": agree / positions, "has_parent": 1.0},
+                        samples=[{"id": item["id"], "kl_mean": sum(v) / len(v), "positions": len(v)}
+                                 for item, v in zip(pack.items, per_text) if v],
+                        runtime=runtime)
+    output.n_samples = len(output.samples)
+    _deltas(ctx, output)
+    return output

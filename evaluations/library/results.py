@@ -1,0 +1,160 @@
+"""The stored result record, in lm-evaluation-harness's results JSON shape.
+
+    {"results": {"canary_exposure": {"alias": ..., "exposure_max,none": 3.2,
+                                     "exposure_max_stderr,none": "N/A", ...}},
+     "higher_is_better": {...}, "versions": {...}, "configs": {...}, "n-shot": {...},
+     "n-samples": {...}, "task_hashes": {...}, "config": {...},
+     "stagegate": {checkpoint digest and manifest, cache key, device, dtype, samples hash, ...}}
+
+Tools that read lm-eval output read ours; Stagegate's own fields live under one key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any, Mapping
+
+from evaluations.library.context import EvalOutput
+from evaluations.library.packs import Pack
+from evaluations.library.registry import EvalSpec, eval_inputs, inputs_hash
+
+FILTER = "none"  # lm-eval's filter suffix; Stagegate applies no output filters
+OUTPUT_TYPES = {"heldout_lm": "loglikelihood_rolling", "drift_vs_parent": "loglikelihood_rolling",
+                "verbatim_extraction": "generate_until", "integrity": "bytes"}
+
+
+def _clean(value: Any) -> Any:
+    """Metric values as JSON can hold them: floats, or None for "not measured"."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def metric_key(metric: str) -> str:
+    return f"{metric},{FILTER}"
+
+
+def build_result_record(*, spec: EvalSpec, output: EvalOutput, params: Mapping[str, Any],
+                        checkpoint_digest: str, manifest: list[dict], cache_key: str,
+                        packs: Mapping[str, Pack] | None = None, device: str | None = None,
+                        dtype: str | None = None, samples_sha256: str | None = None,
+                        seed: int = 0, inputs: Mapping[str, Any] | None = None,
+                        extra: Mapping[str, Any] | None = None) -> dict:
+    """One eval run's result record.
+
+    `inputs` is registry.eval_inputs(...) for the run (it defaults to the spec, params and
+    packs alone); its hash is the task hash. device and dtype default to what the model ran in;
+    samples_sha256 defaults to the hash of output.samples_jsonl(). `extra` is merged into the
+    `stagegate` key.
+    """
+    packs = dict(packs or {})
+    name = spec.name
+    inputs = dict(inputs or eval_inputs(spec, params=params, packs=packs))
+    directions = {metric: spec.direction(metric) for metric in output.metrics}
+    directions.update(output.higher_is_better)
+    scores: dict[str, Any] = {"alias": name}
+    for metric, value in output.metrics.items():
+        scores[metric_key(metric)] = _clean(value)
+        stderr = output.stderr.get(metric)
+        scores[metric_key(f"{metric}_stderr")] = _clean(stderr) if stderr is not None else "N/A"
+    pack_refs = [packs[p].ref for p in spec.pack_names(params) if p in packs]
+    device = device or output.runtime.get("device")
+    dtype = dtype or output.runtime.get("dtype")
+    return {
+        "results": {name: scores},
+        "group_subtasks": {name: []},
+        "configs": {name: {
+            "task": name,
+            "tag": ["stagegate"],
+            "description": spec.description,
+            "output_type": OUTPUT_TYPES.get(name, "loglikelihood"),
+            "dataset_path": pack_refs[0]["name"] if pack_refs else None,
+            "num_fewshot": 0,
+            "metric_list": [{"metric": metric, "aggregation": "mean",
+                             "higher_is_better": directions.get(metric)}
+                            for metric in output.metrics],
+            "metadata": {"version": spec.version, "code_hash": spec.code_hash,
+                         "params": dict(inputs.get("params", params)), "packs": pack_refs},
+        }},
+        "versions": {name: spec.version},
+        "n-shot": {name: 0},
+        "higher_is_better": {name: {metric: better for metric, better in directions.items()
+                                    if better is not None}},
+        "n-samples": {name: {"original": output.n_samples, "effective": output.n_samples}},
+        "config": {
+            "model": "hf",
+            "model_args": f"pretrained={checkpoint_digest},dtype={dtype}",
+            "model_sha": checkpoint_digest[:40],
+            "model_dtype": dtype,
+            "batch_size": params.get("batch_size"),
+            "device": device,
+            "use_cache": None,
+            "limit": None,
+            "bootstrap_iters": 0,
+            "gen_kwargs": None,
+            "random_seed": seed,
+            "numpy_seed": seed,
+            "torch_seed": seed,
+            "fewshot_seed": seed,
+        },
+        "task_hashes": {name: inputs_hash(inputs)},
+        "date": dt.datetime.now(dt.timezone.utc).timestamp(),
+        "stagegate": {
+            "checkpoint_digest": checkpoint_digest,
+            "manifest": list(manifest),
+            "cache_key": cache_key,
+            "device": device,
+            "dtype": dtype,
+            "samples_sha256": samples_sha256 or output.samples_sha256(),
+            "eval": {"name": name, "version": spec.version, "code_hash": spec.code_hash},
+            "inputs": inputs,
+            "notes": list(output.notes),
+            "artifacts": sorted(output.artifacts),
+            **dict(extra or {}),
+        },
+    }
+
+
+def merge_result_records(records: list[dict]) -> dict:
+    """Several runs' records as one lm-eval-shaped record (e.g. for `evaluate --json`).
+    Per-eval keys are merged; `config` and `stagegate` become per-eval under `stagegate`."""
+    merged: dict[str, Any] = {key: {} for key in ("results", "group_subtasks", "configs",
+                                                  "versions", "n-shot", "higher_is_better",
+                                                  "n-samples", "task_hashes")}
+    merged["stagegate"] = {}
+    for record in records:
+        for key in merged:
+            if key != "stagegate":
+                merged[key].update(record.get(key, {}))
+        for name in record.get("results", {}):
+            merged["stagegate"][name] = {**record.get("stagegate", {}),
+                                         "config": record.get("config", {})}
+    if records:
+        merged["config"] = records[0].get("config", {})
+    return merged
+
+
+def flatten_results(record: Mapping[str, Any]) -> dict[str, dict[str, float | None]]:
+    """{eval: {metric: value}} from an lm-eval-shaped record or an already-flat mapping;
+    stderr entries and aliases are dropped."""
+    source = record.get("results", record) if isinstance(record, Mapping) else {}
+    flat: dict[str, dict[str, float | None]] = {}
+    for eval_name, metrics in source.items():
+        if not isinstance(metrics, Mapping):
+            continue
+        values: dict[str, float | None] = {}
+        for key, value in metrics.items():
+            metric = key.rsplit(",", 1)[0] if "," in key else key
+            if key == "alias" or metric.endswith("_stderr"):
+                continue
+            if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+                values[metric] = _clean(value)
+        flat[eval_name] = values
+    return flat
+
+
+def metric_value(record: Mapping[str, Any], eval_name: str, metric: str) -> float | None:
+    """One metric from a record, None when absent (policy: missing counts as failing)."""
+    return flatten_results(record).get(eval_name, {}).get(metric)

@@ -1,0 +1,200 @@
+"""Running one EvalRun on a worker: claim it, lay out the checkpoint's bytes, verify them, run
+the eval, store the result. Called by the `evaluations.run_eval` task (tasks.py).
+
+Exactly once: a run is claimed under a row lock by bumping its `attempt`; only a run that is
+queued, or running with a stale heartbeat (its worker died), can be claimed; the result is
+written only if the attempt is still the current one. A re-delivered task for a run that a live
+worker holds finds it "busy" and looks again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import traceback
+from contextlib import ExitStack
+from datetime import timedelta
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import record_event
+from evaluations import catalogue
+from evaluations.library.context import EvalContext, EvalError, open_from_dir
+from evaluations.library.registry import run_eval
+from evaluations.library.results import build_result_record
+from evaluations.materialize import materialized
+from evaluations.models import Canary, EvalRun, ExtractionPrefix
+from evaluations.services import as_library_canary, as_library_prefix
+from evaluations.signals import send_finished_after_commit
+from models import blobstore
+from models.models import Blob, Checkpoint
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY = 0.5  # seconds between progress writes
+
+
+class RunFailed(EvalError):
+    pass
+
+
+def claim(run_id: int, worker: str) -> int | None:
+    """The new attempt number if this worker now owns the run, else None."""
+    stale = timedelta(seconds=settings.STAGEGATE_EVAL_HEARTBEAT_STALE_SECONDS)
+    now = timezone.now()
+    with transaction.atomic():
+        run = EvalRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            return None
+        claimable = (run.status == EvalRun.Status.QUEUED or
+                     (run.status == EvalRun.Status.RUNNING
+                      and (run.heartbeat_at is None or now - run.heartbeat_at > stale)))
+        if not claimable:
+            return None
+        lost = run.status == EvalRun.Status.RUNNING
+        run.status = EvalRun.Status.RUNNING
+        run.attempt += 1
+        run.claimed_by = worker
+        run.started_at = run.heartbeat_at = now
+        run.progress_done = 0
+        run.save(update_fields=["status", "attempt", "claimed_by", "started_at", "heartbeat_at",
+                                "progress_done"])
+        record_event(actor=None, verb="eval.started", obj=run, data={
+            "eval": run.eval_name, "attempt": run.attempt, "worker": worker,
+            **({"previous_worker_lost": True} if lost else {})})
+        return run.attempt
+
+
+def execute_run(*, run_id: int, worker: str | None = None) -> str:
+    """Run one eval run; returns "done", "busy" (a live worker holds it) or "noop" (finished)."""
+    worker = worker or socket.gethostname()
+    attempt = claim(run_id, worker)
+    if attempt is None:
+        run = EvalRun.objects.filter(pk=run_id).first()
+        return "busy" if run is not None and run.status == EvalRun.Status.RUNNING else "noop"
+    run = EvalRun.objects.select_related("checkpoint__family").get(pk=run_id)
+    try:
+        outcome = _evaluate(run, attempt)
+    except (EvalError, RunFailed) as exc:
+        _finish(run, attempt, EvalRun.Status.FAILED, error=str(exc))
+    except SoftTimeLimitExceeded:
+        _finish(run, attempt, EvalRun.Status.ERRORED,
+                error=f"time limit of {settings.STAGEGATE_EVAL_TIME_LIMIT_SECONDS} s exceeded")
+    except Exception as exc:  # the machinery broke: record it so a person can act, then move on
+        log.exception("eval run %s errored", run_id)
+        _finish(run, attempt, EvalRun.Status.ERRORED,
+                error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}")
+    else:
+        _finish(run, attempt, EvalRun.Status.SUCCEEDED, **outcome)
+    return "done"
+
+
+def _progress_writer(run: EvalRun, attempt: int):
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_EVERY and done < total:
+            return
+        last[0] = now
+        EvalRun.objects.filter(pk=run.pk, attempt=attempt, status=EvalRun.Status.RUNNING).update(
+            progress_done=done, progress_total=total, heartbeat_at=timezone.now())
+
+    return progress
+
+
+def _evaluate(run: EvalRun, attempt: int) -> dict:
+    checkpoint = Checkpoint.objects.get(pk=run.checkpoint_id)
+    if not checkpoint.is_loadable:
+        raise RunFailed(f"{checkpoint} is {checkpoint.get_status_display()}; it may not be loaded")
+    entry = catalogue.lookup(run.eval_name)
+    spec = entry.spec
+    manifest = [{"path": f.path, "sha256": f.blob_id, "size": f.size}
+                for f in checkpoint.files.all()]
+    packs = {}
+    for name, ref in run.context.get("packs", {}).items():
+        pack = catalogue.load_named_pack(name)
+        if pack.sha256 != ref["sha256"]:
+            raise RunFailed(f"pack {name} changed since this run was requested; request it again")
+        packs[name] = pack
+    progress = _progress_writer(run, attempt)
+    with ExitStack() as stack:
+        folder = stack.enter_context(materialized(checkpoint))
+        if spec.needs_model:
+            # Fail closed: the bytes about to be loaded are re-hashed against the manifest first.
+            run_eval("integrity", EvalContext(manifest=manifest, open_file=open_from_dir(folder),
+                                              progress=progress))
+        parent_dir = None
+        parent_id = run.context.get("parent_checkpoint_id")
+        if parent_id and "parent" in spec.reads:
+            parent_dir = stack.enter_context(materialized(Checkpoint.objects.get(pk=parent_id)))
+        ctx = EvalContext(
+            model_dir=folder if spec.needs_model else None,
+            manifest=manifest, open_file=open_from_dir(folder), params=dict(run.params),
+            packs=packs,
+            canaries=[as_library_canary(c) for c in
+                      Canary.objects.filter(pk__in=run.context.get("canary_ids", []))],
+            extraction_prefixes=[as_library_prefix(p) for p in ExtractionPrefix.objects.filter(
+                pk__in=run.context.get("prefix_ids", []))],
+            parent_model_dir=parent_dir, parent_results=run.context.get("parent_results"),
+            current_results=run.context.get("current_results"), progress=progress,
+            allow_pickle_weights=any(f.needs_scan for f in checkpoint.files.all()))
+        output = run_eval(spec.name, ctx)
+    record = build_result_record(spec=spec, output=output, params=run.params,
+                                 checkpoint_digest=run.manifest_digest, manifest=manifest,
+                                 cache_key=run.cache_key, packs=packs, inputs=run.inputs,
+                                 extra={"run_id": run.pk, "attempt": attempt})
+    if entry.name != spec.name:
+        record = _renamed(record, spec.name, entry.name)
+    samples = output.samples_jsonl()
+    return {"metrics": {k: v for k, v in record["results"][entry.name].items()
+                        if k != "alias" and not k.endswith("_stderr,none")},
+            "result": record, "samples": samples, "artifacts": output.artifacts,
+            "device": str(output.runtime.get("device") or ""),
+            "dtype": str(output.runtime.get("dtype") or "")}
+
+
+def _renamed(record: dict, old: str, new: str) -> dict:
+    """A pack eval's record is keyed by the pack's name, like a built-in's by its own."""
+    for key in ("results", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better",
+                "n-samples", "task_hashes"):
+        if key in record and old in record[key]:
+            record[key][new] = record[key].pop(old)
+    record["results"][new]["alias"] = new
+    return record
+
+
+def _store_bytes(name: str, data: bytes) -> str:
+    staged = blobstore.stage_chunks(name, [data], max_size=len(data))
+    Blob.objects.get_or_create(sha256=staged.sha256, defaults={"size": staged.size})
+    blobstore.store(staged)
+    return staged.sha256
+
+
+def _finish(run: EvalRun, attempt: int, status: str, *, error: str = "", metrics=None,
+            result=None, samples: bytes | None = None, artifacts=None, device="", dtype="") -> None:
+    with transaction.atomic():
+        current = EvalRun.objects.select_for_update().get(pk=run.pk)
+        if current.attempt != attempt or current.status != EvalRun.Status.RUNNING:
+            log.warning("eval run %s attempt %s lost its claim; result discarded", run.pk, attempt)
+            return
+        current.status = status
+        current.error = error[:20000]
+        current.finished_at = timezone.now()
+        current.metrics = {k.removesuffix(",none"): v for k, v in (metrics or {}).items()}
+        current.result = result or {}
+        current.device, current.dtype = device, dtype
+        if samples is not None:
+            current.samples_id = _store_bytes(f"{run.eval_name}-samples.jsonl", samples)
+        current.artifacts = {name: _store_bytes(name, data)
+                             for name, data in (artifacts or {}).items()}
+        if status == EvalRun.Status.SUCCEEDED:
+            current.progress_done = max(current.progress_done, current.progress_total)
+        current.save()
+        record_event(actor=None, verb=f"eval.{status}", obj=current, data={
+            "eval": current.eval_name, "attempt": attempt, "metrics": current.metrics,
+            **({"error": error.splitlines()[0][:500]} if error else {})})
+        send_finished_after_commit(current)

@@ -1,0 +1,42 @@
+"""Reads of eval runs and results."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from evaluations.models import EvalRun
+
+
+def runs_for_digest(manifest_digest: str) -> QuerySet[EvalRun]:
+    return EvalRun.objects.filter(manifest_digest=manifest_digest)
+
+
+def latest_runs(manifest_digest: str) -> dict[str, EvalRun]:
+    """The newest run of each eval for these bytes (any status)."""
+    latest: dict[str, EvalRun] = {}
+    for run in runs_for_digest(manifest_digest).order_by("eval_name", "-created_at", "-id"):
+        latest.setdefault(run.eval_name, run)
+    return latest
+
+
+def flat_results(manifest_digest: str, *, exclude: list[str] | None = None) -> dict[str, dict]:
+    """{eval: {metric: value}} from the newest succeeded run of each eval; the policy engine
+    reads this. Failed or missing evals are absent, which the policy counts as "cannot rule out"."""
+    results: dict[str, dict] = {}
+    for run in (runs_for_digest(manifest_digest).filter(status=EvalRun.Status.SUCCEEDED)
+                .exclude(eval_name__in=exclude or []).order_by("eval_name", "-finished_at", "-id")):
+        results.setdefault(run.eval_name, dict(run.metrics))
+    return results
+
+
+def family_series(family_id: int, eval_name: str, metric: str) -> list[tuple[str, float | None]]:
+    """(checkpoint label, metric) across a family's checkpoints, oldest first, for plots."""
+    from models.models import Checkpoint
+
+    points = []
+    for checkpoint in Checkpoint.objects.filter(family_id=family_id).order_by("created_at", "id"):
+        run = (EvalRun.objects.filter(manifest_digest=checkpoint.manifest_digest,
+                                      eval_name=eval_name, status=EvalRun.Status.SUCCEEDED)
+               .order_by("-finished_at").first())
+        points.append((checkpoint.label, run.metrics.get(metric) if run else None))
+    return points

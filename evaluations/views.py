@@ -1,0 +1,159 @@
+"""Eval pages: the panel on the checkpoint page, run pages, downloads, plots, packs."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from evaluations import catalogue, selectors, services
+from evaluations.library.plots import plot_metric_by_checkpoint
+from evaluations.library.registry import all_evals, get_eval
+from evaluations.models import EvalPack, EvalRun
+from models import blobstore
+from models.selectors import checkpoints_visible_to, get_checkpoint, get_family, previous_checkpoint
+
+# The metric each built-in is plotted by across a family's checkpoints.
+HEADLINE_METRICS = {
+    "heldout_lm": "bits_per_byte", "canary_exposure": "exposure_max",
+    "verbatim_extraction": "extractable_rate", "pairwise_bias": "confound_free_preference",
+    "mc_knowledge": "acc_norm", "refusal_preference": "refusal_rate", "drift_vs_parent": "mean_kl",
+}
+
+
+def visible_run(user, run_id: int) -> EvalRun:
+    run = get_object_or_404(EvalRun.objects.select_related("checkpoint__family"), pk=run_id)
+    if not checkpoints_visible_to(user).filter(pk=run.checkpoint_id).exists():
+        raise Http404("no such run that you can see")
+    return run
+
+
+def _comparison(runs: dict[str, EvalRun], previous: dict[str, EvalRun]) -> list[dict]:
+    rows = []
+    for name, run in sorted(runs.items()):
+        before = previous.get(name)
+        spec = catalogue.lookup(name).spec
+        metrics = []
+        for metric, value in run.metrics.items():
+            old = before.metrics.get(metric) if before and before.status == "succeeded" else None
+            direction = spec.direction(metric) if spec else None
+            delta = (value - old) if isinstance(value, (int, float)) and isinstance(old, (int, float)) else None
+            better = None if delta in (None, 0) or direction is None else (delta > 0) == direction
+            metrics.append({"name": metric, "value": value, "previous": old, "delta": delta,
+                            "better": better, "higher_is_better": direction})
+        rows.append({"run": run, "metrics": metrics})
+    return rows
+
+
+@login_required
+def checkpoint_panel(request, checkpoint_id: int):
+    checkpoint = get_checkpoint(request.user, checkpoint_id)
+    runs = selectors.latest_runs(checkpoint.manifest_digest)
+    previous = previous_checkpoint(checkpoint)
+    previous_runs = selectors.latest_runs(previous.manifest_digest) if previous else {}
+    active = any(not run.is_finished for run in runs.values())
+    return render(request, "evaluations/_checkpoint_panel.html", {
+        "checkpoint": checkpoint, "rows": _comparison(runs, previous_runs), "previous": previous,
+        "active": active, "can_request": services.can_request_evals(request.user, checkpoint),
+        "available": catalogue.builtin_names() + sorted(
+            EvalPack.objects.values_list("name", flat=True).distinct()),
+        "plots": [(name, metric) for name, metric in HEADLINE_METRICS.items() if name in runs],
+    })
+
+
+@login_required
+@require_POST
+def checkpoint_evaluate(request, checkpoint_id: int):
+    checkpoint = get_checkpoint(request.user, checkpoint_id)
+    names = request.POST.getlist("eval") or None
+    try:
+        runs = services.request_evals(actor=request.user, checkpoint=checkpoint, eval_names=names)
+    except services.EvalRequestError as exc:
+        messages.error(request, exc.message)
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{len(runs)} eval run(s) requested.")
+    return redirect(checkpoint)
+
+
+@login_required
+def run_detail(request, run_id: int):
+    run = visible_run(request.user, run_id)
+    spec = catalogue.lookup(run.eval_name).spec
+    return render(request, "evaluations/run_detail.html", {
+        "run": run, "checkpoint": run.checkpoint,
+        "metrics": [(k, v, spec.direction(k)) for k, v in run.metrics.items()],
+        "result_json": json.dumps(run.result, indent=2, default=str)[:200_000],
+        "artifacts": sorted(run.artifacts),
+    })
+
+
+def _blob_response(sha256: str, filename: str, content_type: str, attachment: bool):
+    return FileResponse(blobstore.open_blob(sha256), content_type=content_type,
+                        as_attachment=attachment, filename=filename)
+
+
+@login_required
+def run_samples(request, run_id: int):
+    run = visible_run(request.user, run_id)
+    if not run.samples_id:
+        raise Http404("this run stored no samples")
+    return _blob_response(run.samples_id, f"{run.eval_name}-{run.pk}-samples.jsonl",
+                          "application/jsonl", True)
+
+
+@login_required
+def run_result(request, run_id: int):
+    run = visible_run(request.user, run_id)
+    response = HttpResponse(json.dumps(run.result, indent=2, default=str),
+                            content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{run.eval_name}-{run.pk}-results.json"'
+    return response
+
+
+@login_required
+def run_artifact(request, run_id: int, name: str):
+    run = visible_run(request.user, run_id)
+    if name not in run.artifacts:
+        raise Http404("no such artifact")
+    return _blob_response(run.artifacts[name], name, "image/png", False)
+
+
+@login_required
+def family_plot(request, org: str, name: str, eval_name: str, metric: str):
+    family = get_family(request.user, org, name)
+    points = selectors.family_series(family.pk, eval_name, metric)
+    try:
+        direction = get_eval(eval_name).direction(metric)
+    except KeyError:
+        direction = None
+    png = plot_metric_by_checkpoint(points, metric=metric, higher_is_better=direction,
+                                    title=f"{eval_name} · {metric} across {family}",
+                                    highlight=request.GET.get("highlight"))
+    return HttpResponse(png, content_type="image/png")
+
+
+@login_required
+def pack_list(request):
+    if request.method == "POST":
+        upload = request.FILES.get("pack")
+        try:
+            if upload is None:
+                raise services.EvalRequestError("choose a pack file (.jsonl) to upload")
+            pack = services.add_eval_pack(actor=request.user, data=upload.read())
+        except (services.EvalRequestError, PermissionDenied) as exc:
+            messages.error(request, getattr(exc, "message", str(exc)))
+        else:
+            messages.success(request, f"Pack {pack.name} v{pack.version} added: it is now the "
+                                       f"eval `{pack.name}`.")
+        return redirect("evaluations:pack-list")
+    return render(request, "evaluations/pack_list.html", {
+        "packs": EvalPack.objects.all(), "builtins": all_evals().values(),
+        "eval_for_type": catalogue.EVAL_FOR_PACK_TYPE,
+    })

@@ -1,0 +1,142 @@
+"""The public catalogue and model pages: what a visitor may see, the card, the stage history,
+the eval summary, how to download with the stock client, and asking for access."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import markdown
+import nh3
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from evaluations.selectors import latest_runs
+from models.blobstore import open_blob
+from releases import access
+from releases.errors import ReleaseInputError, TransitionNotAllowed
+from releases.models import AccessGrant, AccessRequest, Release
+from releases.selectors import stage_rule
+
+CARD_LIMIT = 500_000
+
+
+def _visible(user):
+    return [r for r in access.published_releases().order_by("-checkpoint__created_at", "-id")
+            if access.discoverable(user, r)]
+
+
+def catalogue(request):
+    families: OrderedDict[str, Release] = OrderedDict()
+    for release in _visible(request.user):
+        families.setdefault(release.checkpoint.family.repo_id, release)
+    return render(request, "releases/catalogue.html", {"entries": list(families.values())})
+
+
+def render_card(release: Release) -> str:
+    """The model card (README.md) as sanitised HTML, YAML front matter removed."""
+    card = release.checkpoint.files.filter(kind="model_card").first()
+    if card is None or card.size > CARD_LIMIT:
+        return ""
+    with open_blob(card.blob_id) as stream:
+        text = stream.read().decode("utf-8", errors="replace")
+    if text.startswith("---"):
+        parts = text.split("---", 2)
+        text = parts[2] if len(parts) == 3 else text
+    html = markdown.markdown(text, extensions=["fenced_code", "tables"])
+    return nh3.clean(html)
+
+
+def model_page(request, org: str, name: str):
+    releases = [r for r in _visible(request.user) if r.checkpoint.family.org == org
+                and r.checkpoint.family.name == name]
+    if not releases:
+        raise Http404("no such model that you can see")
+    label = request.GET.get("rev")
+    release = next((r for r in releases if r.checkpoint.label == label), None) if label else None
+    release = release or next((r for r in releases if r.status != "withdrawn"), releases[0])
+    decision = access.download_access(request.user, release)
+    rule = stage_rule(release, "gated") if release.current_stage == "gated" else None
+    pending = (AccessRequest.objects.filter(release=release, user=request.user,
+                                            status=AccessRequest.Status.PENDING).first()
+               if request.user.is_authenticated else None)
+    runs = sorted((r for r in latest_runs(release.manifest_digest).values()
+                   if r.status == "succeeded"), key=lambda r: r.eval_name)
+    return render(request, "releases/model_page.html", {
+        "release": release, "checkpoint": release.checkpoint, "family": release.checkpoint.family,
+        "others": [r for r in releases if r.pk != release.pk],
+        "card": render_card(release), "decision": decision, "rule": rule, "pending": pending,
+        "publications": release.publications.select_related("published_by"),
+        "runs": runs, "files": release.checkpoint.files.all(), "site": settings.SITE_URL,
+    })
+
+
+@login_required
+@require_POST
+def request_access_view(request, org: str, name: str, release_id: int):
+    release = get_object_or_404(access.published_releases(), pk=release_id,
+                                checkpoint__family__org=org, checkpoint__family__name=name)
+    rule = stage_rule(release, "gated")
+    answers = {f.name: (request.POST.get(f.name) == "on" if f.type == "checkbox"
+                        else request.POST.get(f.name, "")) for f in rule.form_fields}
+    try:
+        result = access.request_access(actor=request.user, release=release, answers=answers,
+                                       licence_version=request.POST.get("licence_version", ""),
+                                       accept=request.POST.get("accept") == "on")
+    except (TransitionNotAllowed, ReleaseInputError, PermissionDenied) as exc:
+        messages.error(request, getattr(exc, "reason", None) or str(exc))
+    else:
+        messages.success(request, "Access granted: you can download the weights now."
+                         if result.status == "approved" else
+                         "Request sent: a release manager will decide on it.")
+    return redirect("releases:model-page", org=org, name=name)
+
+
+@login_required
+def access_admin(request):
+    """Pending access requests (bulk decisions), grants (revocation), partners (naming)."""
+    manageable = [r for r in access.published_releases() if access.can_manage_access(request.user, r)]
+    if not manageable:
+        raise PermissionDenied("managing access needs the release_managers role or family ownership")
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action in ("approve", "reject"):
+                ids = [int(i) for i in request.POST.getlist("request")]
+                if not ids:
+                    raise ReleaseInputError("tick at least one request")
+                access.decide_access_requests(actor=request.user, request_ids=ids,
+                                              approve=action == "approve",
+                                              reason=request.POST.get("reason", ""))
+                messages.success(request, f"{len(ids)} request(s) {action}d.")
+            elif action == "revoke":
+                grant = get_object_or_404(AccessGrant, pk=request.POST.get("grant"))
+                access.revoke_grant(actor=request.user, grant=grant,
+                                    reason=request.POST.get("reason", ""))
+                messages.success(request, f"Access of {grant.user} revoked.")
+            elif action == "partner":
+                from django.contrib.auth import get_user_model
+
+                release = get_object_or_404(Release, pk=request.POST.get("release"))
+                user = get_user_model().objects.filter(username=request.POST.get("user")).first()
+                if user is None:
+                    raise ReleaseInputError(f"no user named {request.POST.get('user')!r}")
+                access.grant_partner_access(actor=request.user, release=release, user=user,
+                                            agreement_note=request.POST.get("agreement_note", ""))
+                messages.success(request, f"{user} is now a partner of release {release.pk}.")
+        except (TransitionNotAllowed, ReleaseInputError, PermissionDenied) as exc:
+            messages.error(request, getattr(exc, "reason", None) or str(exc))
+        return redirect("releases:access-admin")
+    ids = [r.pk for r in manageable]
+    return render(request, "releases/access_admin.html", {
+        "pending": AccessRequest.objects.filter(release_id__in=ids, status="pending")
+        .select_related("user", "release__checkpoint__family"),
+        "grants": AccessGrant.objects.filter(release_id__in=ids).select_related(
+            "user", "release__checkpoint__family"),
+        "releases": [r for r in manageable if r.current_stage in ("partners", "gated", "open")
+                     or r.status == "approved"],
+    })

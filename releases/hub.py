@@ -1,0 +1,299 @@
+"""The Hub read API: what huggingface_hub and transformers call, per
+shared/reference/hf-hub-http-contract.md.
+
+Repos are model families (`org/name`); revisions are `main` (the newest published checkpoint the
+caller may see), stage names, checkpoint labels and 40-hex commits (a manifest digest's first 40
+characters, so `/resolve/{commit}/...` never changes). Model info and the file tree of a gated
+release are readable by anyone, as on the public Hub; its bytes (`/resolve`) are not. Errors
+always carry X-Error-Code / X-Error-Message. No Xet header is ever sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import yaml
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from accounts.authentication import bearer_token_from
+from accounts.services import authenticate_token
+from models.models import Checkpoint, CheckpointFile
+from releases import access
+from releases.downloads import file_response
+from releases.models import Release
+
+TREE_PAGE_SIZE = 1000
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+DISABLED = "Access to this resource is disabled."
+
+
+class HubError(Exception):
+    def __init__(self, status: int, code: str | None, message: str, commit: str | None = None,
+                 detail: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.commit = status, code, message, commit
+        self.detail = detail
+
+    def response(self, method: str = "GET") -> HttpResponse:
+        text = f"{self.message} {self.detail}" if self.detail else self.message
+        body = b"" if method == "HEAD" else json.dumps({"error": text}).encode()
+        response = HttpResponse(body, status=self.status, content_type="application/json")
+        if self.code:
+            response["X-Error-Code"] = self.code
+        response["X-Error-Message"] = self.message
+        if self.commit:
+            response["X-Repo-Commit"] = self.commit
+        return response
+
+
+class Caller:
+    """Who is asking: the token's user, or anonymous. A bad token is an error, not anonymous."""
+
+    def __init__(self, request):
+        raw = bearer_token_from(request)
+        self.user = None
+        if raw is not None:
+            token = authenticate_token(raw)
+            if token is None:
+                raise HubError(401, None, "Invalid credentials in Authorization header")
+            self.user = token.user
+        elif request.user.is_authenticated:
+            self.user = request.user
+
+    @property
+    def anonymous(self) -> bool:
+        return self.user is None
+
+    def repo_not_found(self, repo: str) -> HubError:
+        message = (f"Repository Not Found for url: {repo}. Please make sure you specified the "
+                   "correct `repo_id` and `repo_type`. If you are trying to access a private or "
+                   "gated repo, make sure you are authenticated.")
+        return HubError(401 if self.anonymous else 404, "RepoNotFound", message)
+
+
+def _zulu(dt) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def _family_releases(org: str, name: str):
+    return list(access.published_releases().filter(checkpoint__family__org=org,
+                                                   checkpoint__family__name=name)
+                .order_by("-checkpoint__created_at", "-id"))
+
+
+def resolve(caller: Caller, org: str, name: str, rev: str | None) -> Release:
+    """The release whose checkpoint `rev` names, among those the caller may discover."""
+    repo = f"{org}/{name}"
+    releases = _family_releases(org, name)
+    visible = [r for r in releases if access.discoverable(caller.user, r)]
+    if not visible:
+        raise caller.repo_not_found(repo)
+    live = [r for r in visible if r.status != Release.Status.WITHDRAWN]
+    rev = rev or "main"
+    if rev == "main":
+        candidates = live or visible
+    elif rev in access.LADDER:
+        level = access.LADDER.index(rev)
+        candidates = [r for r in visible if access.LADDER.index(r.current_stage) >= level]
+    elif COMMIT_RE.match(rev):
+        candidates = [r for r in visible if r.manifest_digest.startswith(rev)]
+    else:
+        candidates = [r for r in visible if r.checkpoint.label == rev]
+    if not candidates:
+        raise HubError(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+    release = candidates[0]
+    if release.status == Release.Status.WITHDRAWN:
+        raise withdrawn(release)
+    return release
+
+
+def withdrawn(release: Release) -> HubError:
+    # The client recognises a disabled repo by this exact message. 401 (not 403) because
+    # hf_hub_download re-raises only 401s and repo/gated errors from its HEAD call; any other
+    # status would reach the user as a misleading "check your connection".
+    return HubError(401, None, DISABLED, detail=f"The release was withdrawn: "
+                                                 f"{release.withdrawn_reason}")
+
+
+def _gated_mode(release: Release) -> str | bool:
+    if release.current_stage == "open":
+        return False
+    if release.current_stage == "gated":
+        from releases.selectors import stage_rule
+
+        return "auto" if stage_rule(release, "gated").access == "automatic" else "manual"
+    return "manual"
+
+
+def _lfs_pointer(sha256: str, size: int) -> bytes:
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
+def _git_oid(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _card_data(checkpoint: Checkpoint) -> dict | None:
+    card = checkpoint.files.filter(kind="model_card").first()
+    if card is None or card.size > 1_000_000:
+        return None
+    from models.blobstore import open_blob
+
+    with open_blob(card.blob_id) as stream:
+        text = stream.read().decode("utf-8", errors="replace")
+    if not text.startswith("---"):
+        return None
+    try:
+        front = yaml.safe_load(text.split("---", 2)[1])
+    except yaml.YAMLError:
+        return None
+    return front if isinstance(front, dict) else None
+
+
+def model_info_json(request, release: Release, *, blobs: bool) -> dict:
+    checkpoint = release.checkpoint
+    family = checkpoint.family
+    files = list(checkpoint.files.all())
+    census = checkpoint.census
+    siblings = []
+    for f in files:
+        entry = {"rfilename": f.path}
+        if blobs:
+            pointer = _lfs_pointer(f.blob_id, f.size)
+            entry.update({"size": f.size, "blobId": _git_oid(pointer),
+                          "lfs": {"sha256": f.blob_id, "size": f.size,
+                                  "pointerSize": len(pointer)}})
+        siblings.append(entry)
+    architecture = census.get("architecture") or {}
+    info = {
+        "_id": f"stagegate-{release.pk}",
+        "id": family.repo_id, "modelId": family.repo_id, "author": family.org,
+        "sha": checkpoint.commit,
+        "lastModified": _zulu(release.stage_entered_at or release.updated_at),
+        "createdAt": _zulu(checkpoint.created_at),
+        "private": release.current_stage not in ("open", "gated"),
+        "gated": _gated_mode(release), "disabled": False,
+        "downloads": 0, "likes": 0,
+        "tags": ["stagegate", f"stage:{release.current_stage}"]
+                + (["safetensors"] if "safetensors" in census.get("formats", []) else []),
+        "siblings": siblings, "spaces": [],
+        "usedStorage": sum(f.size for f in files),
+        "stagegate": {"release": release.pk, "stage": release.current_stage,
+                      "label": checkpoint.label, "manifest_digest": checkpoint.manifest_digest},
+    }
+    if architecture.get("architectures"):
+        info["config"] = {"architectures": architecture["architectures"],
+                          "model_type": architecture.get("model_type")}
+        info["library_name"] = "transformers"
+        if any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel")
+               for a in architecture["architectures"]):
+            info["pipeline_tag"] = "text-generation"
+    by_dtype = census.get("parameters", {}).get("by_dtype", {})
+    if "safetensors" in census.get("formats", []):
+        info["safetensors"] = {"parameters": by_dtype, "total": census["parameters"]["total"]}
+    card = _card_data(checkpoint)
+    if card:
+        info["cardData"] = card
+    return info
+
+
+def _hub_view(fn):
+    @csrf_exempt
+    @require_http_methods(["GET", "HEAD"])
+    def view(request, *args, **kwargs):
+        try:
+            return fn(request, Caller(request), *args, **kwargs)
+        except HubError as error:
+            return error.response(request.method)
+
+    view.__name__ = fn.__name__
+    return view
+
+
+@_hub_view
+def model_info(request, caller: Caller, org: str, name: str, rev: str | None = None):
+    release = resolve(caller, org, name, rev)
+    return JsonResponse(model_info_json(request, release, blobs=request.GET.get("blobs") in
+                                        ("1", "true", "True")))
+
+
+@_hub_view
+def tree(request, caller: Caller, org: str, name: str, rev: str, path: str = ""):
+    release = resolve(caller, org, name, rev)
+    recursive = request.GET.get("recursive", "false").lower() in ("1", "true")
+    path = path.strip("/")
+    entries = _tree_entries(list(release.checkpoint.files.all()), path, recursive)
+    if entries is None:
+        raise HubError(404, "EntryNotFound", f"{path} does not exist on {rev}",
+                       commit=release.checkpoint.commit)
+    cursor = int(request.GET.get("cursor", "0") or 0)
+    page = entries[cursor:cursor + TREE_PAGE_SIZE]
+    response = JsonResponse(page, safe=False)
+    if cursor + TREE_PAGE_SIZE < len(entries):
+        query = request.GET.copy()
+        query["cursor"] = str(cursor + TREE_PAGE_SIZE)
+        response["Link"] = f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
+    return response
+
+
+def _tree_entries(files: list[CheckpointFile], path: str, recursive: bool) -> list[dict] | None:
+    prefix = f"{path}/" if path else ""
+    inside = [f for f in files if f.path.startswith(prefix)]
+    if path and not inside:
+        return None
+    entries: dict[str, dict] = {}
+    for f in inside:
+        rest = f.path[len(prefix):]
+        parts = rest.split("/")
+        for depth in range(1, len(parts)):
+            folder = prefix + "/".join(parts[:depth])
+            if (recursive or depth == 1) and folder not in entries:
+                entries[folder] = {"type": "directory", "path": folder,
+                                   "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0}
+        if recursive or len(parts) == 1:
+            pointer = _lfs_pointer(f.blob_id, f.size)
+            entries[f.path] = {"type": "file", "path": f.path, "size": f.size,
+                               "oid": _git_oid(pointer),
+                               "lfs": {"oid": f.blob_id, "size": f.size,
+                                       "pointerSize": len(pointer)}}
+    return [entries[key] for key in sorted(entries)]
+
+
+@_hub_view
+def resolve_file(request, caller: Caller, org: str, name: str, rev: str, path: str):
+    release = resolve(caller, org, name, rev)
+    commit = release.checkpoint.commit
+    file = release.checkpoint.files.filter(path=path).first()
+    decision = access.download_access(caller.user, release)
+    if not decision.allowed:
+        if decision.code in ("not_granted", "anonymous", "expired", "revoked", "reconsent"):
+            message = (f"Access to model {release.checkpoint.family.repo_id} is restricted: "
+                       f"{decision.message}. Visit {settings.SITE_URL}/models/"
+                       f"{release.checkpoint.family.repo_id}/ to ask for access.")
+            raise HubError(401 if caller.anonymous else 403, "GatedRepo", message, commit=commit)
+        raise withdrawn(release)
+    if file is None:
+        raise HubError(404, "EntryNotFound", f"{path} does not exist on {rev}", commit=commit)
+    return file_response(request, release=release, file=file, user=caller.user)
+
+
+def hub_urls():
+    from django.urls import re_path
+
+    repo = r"(?P<org>[A-Za-z0-9][A-Za-z0-9._-]*)/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)"
+    rev = r"(?P<rev>refs/(?:pr/\d+|convert/\w+)|[^/]+)"
+    return [
+        re_path(rf"^api/models/{repo}$", model_info, name="hub-model-info"),
+        re_path(rf"^api/models/{repo}/revision/{rev}$", model_info, name="hub-model-revision"),
+        re_path(rf"^api/models/{repo}/tree/{rev}(?:/(?P<path>.+))?$", tree, name="hub-tree"),
+        re_path(rf"^{repo}/resolve/{rev}/(?P<path>.+)$", resolve_file, name="hub-resolve"),
+    ]
+
+

@@ -1,0 +1,237 @@
+"""Releases: policy versions, the release state machine's rows, reviews and stage history.
+
+Statuses and stages are defined here once; every change of them is in releases/workflow.py.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from models.models import Checkpoint
+
+
+class PolicyVersion(models.Model):
+    """A policy's exact YAML text, loaded once; releases pin the version they were submitted
+    under. The newest version is the one new releases get."""
+
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=40)
+    content_hash = models.CharField(max_length=64, unique=True)
+    text = models.TextField()
+    source = models.CharField(max_length=300, blank=True)
+    loaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                  on_delete=models.SET_NULL, related_name="+")
+    loaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-loaded_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version} ({self.content_hash[:10]})"
+
+    @cached_property
+    def policy(self):
+        from releases.policy import load_policy
+
+        return load_policy(self.text, source=self.source or f"{self.name}.yaml")
+
+
+class Release(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "draft"
+        SUBMITTED = "submitted", "submitted"
+        EVALUATING = "evaluating", "evaluating"
+        IN_REVIEW = "in_review", "in review"
+        CHANGES_REQUESTED = "changes_requested", "changes requested"
+        APPROVED = "approved", "approved"
+        PUBLISHED = "published", "published"
+        REJECTED = "rejected", "rejected"
+        WITHDRAWN = "withdrawn", "withdrawn"
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="releases")
+    manifest_digest = models.CharField(max_length=64, help_text="Pinned: the bytes under review.")
+    policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT,
+                                       related_name="releases")
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                     related_name="releases")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
+    target_stage = models.CharField(max_length=20, blank=True,
+                                    help_text="The stage this release is asking for next.")
+    current_stage = models.CharField(max_length=20, blank=True,
+                                     help_text="The widest stage published; empty before any.")
+    stage_entered_at = models.DateTimeField(null=True, blank=True)
+    tier = models.CharField(max_length=40, blank=True)
+    assessment = models.JSONField(default=dict)
+    withdrawn_reason = models.TextField(blank=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "updated_at"])]
+
+    def __str__(self) -> str:
+        return f"release {self.pk} of {self.checkpoint}"
+
+    @property
+    def family(self):
+        return self.checkpoint.family
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in (self.Status.REJECTED, self.Status.WITHDRAWN)
+
+    def get_absolute_url(self) -> str:
+        return reverse("releases:release-detail", args=[self.pk])
+
+
+class Review(models.Model):
+    """One reviewer's decision (or comment) on one stage of a release. It counts toward a
+    quorum only while the release's bytes and policy are the ones it was given for."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "approve"
+        REJECT = "reject", "reject"
+        REQUEST_CHANGES = "request_changes", "request changes"
+        COMMENT = "comment", "comment"
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="reviews")
+    stage = models.CharField(max_length=20)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                 related_name="reviews")
+    roles = models.JSONField(default=list, help_text="The reviewer's roles when deciding.")
+    decision = models.CharField(max_length=20, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    manifest_digest = models.CharField(max_length=64)
+    policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} {self.decision} {self.stage}"
+
+    def binds(self, release: Release) -> bool:
+        """Still valid: same stage sought, same bytes, same policy."""
+        return (self.stage == release.target_stage
+                and self.manifest_digest == release.manifest_digest
+                and self.policy_version_id == release.policy_version_id)
+
+
+class StagePublication(models.Model):
+    """The history of a release's stages: who opened which stage, when, for which bytes."""
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="publications")
+    stage = models.CharField(max_length=20)
+    manifest_digest = models.CharField(max_length=64)
+    published_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                     related_name="+")
+    published_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["published_at", "id"]
+
+
+class WebhookEndpoint(models.Model):
+    """Where `release.*` events are POSTed, signed with HMAC-SHA256 of the body."""
+
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=200)
+    events = models.CharField(max_length=200, default="release.*",
+                              help_text="Comma-separated event patterns, e.g. release.*")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        DELIVERED = "delivered", "delivered"
+        FAILED = "failed", "failed"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE,
+                                 related_name="deliveries")
+    event = models.CharField(max_length=100)
+    audit_seq = models.BigIntegerField(help_text="The audit event this delivery announces.")
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["endpoint", "audit_seq"],
+                                               name="one_delivery_per_event_and_endpoint")]
+
+
+class AccessRequest(models.Model):
+    """Someone asking for a gated release: the policy's form answers and the licence they
+    accepted. Approved at once when the policy says `automatic`, else by a release manager."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        APPROVED = "approved", "approved"
+        REJECTED = "rejected", "rejected"
+        CANCELLED = "cancelled", "cancelled"
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="access_requests")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="access_requests")
+    stage = models.CharField(max_length=20, default="gated")
+    answers = models.JSONField(default=dict)
+    licence_version = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.user} → release {self.release_id} ({self.status})"
+
+
+class AccessGrant(models.Model):
+    """Access to a release's weights for one person: a named partner (with an agreement and an
+    expiry) or a gated user whose request was approved. Revocable; never deleted."""
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="grants")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="access_grants")
+    stage = models.CharField(max_length=20)
+    licence_version = models.CharField(max_length=100)
+    agreement_note = models.TextField(blank=True)
+    request = models.OneToOneField(AccessRequest, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="grant")
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    granted_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    revoke_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-granted_at", "-id"]
+        indexes = [models.Index(fields=["release", "user"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} may download release {self.release_id} ({self.stage})"
+
+    def is_active_at(self, when) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > when)

@@ -1,0 +1,163 @@
+"""Eval runs: keyed by their inputs, run on the exact bytes, stored in lm-eval's shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audit.models import AuditEvent
+from evaluations import runner, services
+from evaluations.models import EvalRun
+from models.models import Checkpoint
+from tests.eval_runs.conftest import submit_folder
+
+
+@pytest.fixture
+def checkpoint(alice, tiny_model_dir):
+    return submit_folder(alice, tiny_model_dir)
+
+
+HELDOUT_PACK = ("---\nname: heldout-test\nversion: 1\ntype: scored_text\n"
+                "description: held-out sentences for the tests\nlicence: CC0-1.0\n---\n"
+                + "\n".join(json.dumps({"id": f"t{i}", "text": f"the model number {i} reads "
+                                                               "a new sentence it never saw"})
+                            for i in range(8)) + "\n")
+
+
+@pytest.fixture
+def heldout_pack(alice):
+    services.add_eval_pack(actor=alice, data=HELDOUT_PACK.encode())
+    return "heldout-test"
+
+
+@pytest.mark.django_db
+def test_a_second_request_for_the_same_key_reuses_the_run(alice, checkpoint):
+    first = services.request_evals(actor=alice, checkpoint=checkpoint, eval_names=["integrity"])
+    second = services.request_evals(actor=alice, checkpoint=checkpoint, eval_names=["integrity"])
+    assert [r.pk for r in first] == [r.pk for r in second]
+    assert AuditEvent.objects.filter(verb="eval.requested").count() == 1
+
+
+@pytest.mark.django_db
+def test_integrity_and_heldout_run_and_store_lm_eval_records(alice, checkpoint, heldout_pack):
+    runs = services.request_evals(actor=alice, checkpoint=checkpoint,
+                                  eval_names=["integrity", heldout_pack])
+    for run in runs:
+        assert runner.execute_run(run_id=run.pk, worker="test") == "done"
+        assert runner.execute_run(run_id=run.pk, worker="test") == "noop"  # runs twice: no-op
+    integrity, heldout = (EvalRun.objects.get(pk=r.pk) for r in runs)
+    assert integrity.status == "succeeded", integrity.error
+    assert heldout.status == "succeeded", heldout.error
+    record = heldout.result
+    assert set(record) >= {"results", "higher_is_better", "versions", "configs", "n-samples",
+                           "task_hashes", "config", "stagegate"}
+    assert record["results"][heldout_pack]["bits_per_byte,none"] == heldout.metrics["bits_per_byte"]
+    assert record["stagegate"]["checkpoint_digest"] == checkpoint.manifest_digest
+    assert record["stagegate"]["cache_key"] == heldout.cache_key
+    assert heldout.samples_id and heldout.progress_done == heldout.progress_total > 0
+    assert heldout.attempt == 1
+
+
+@pytest.mark.django_db
+def test_tampered_bytes_fail_closed(alice, checkpoint, heldout_pack):
+    from pathlib import Path
+
+    from models.blobstore import blob_name, blob_storage
+
+    weights = checkpoint.files.get(path="model.safetensors")
+    path = Path(blob_storage().path(blob_name(weights.blob_id)))
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    run = services.request_evals(actor=alice, checkpoint=checkpoint, eval_names=[heldout_pack])[0]
+    runner.execute_run(run_id=run.pk, worker="test")
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert "integrity check failed" in run.error and "model.safetensors" in run.error
+
+
+@pytest.mark.django_db
+def test_quarantined_checkpoints_are_never_evaluated(alice, checkpoint):
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(status="quarantined")
+    checkpoint.refresh_from_db()
+    with pytest.raises(services.EvalRequestError, match="nothing may load or evaluate it"):
+        services.request_evals(actor=alice, checkpoint=checkpoint, eval_names=["integrity"])
+
+
+@pytest.mark.django_db
+def test_adding_a_canary_makes_a_new_exposure_run_only(alice, checkpoint, heldout_pack):
+    family = checkpoint.family
+    services.add_canary(actor=alice, family=family, template="my code is {}", alphabet="0123456789",
+                        length=2, secret="42")
+    before = {r.eval_name: r.cache_key for r in services.request_evals(
+        actor=alice, checkpoint=checkpoint, eval_names=["canary_exposure", heldout_pack])}
+    services.add_canary(actor=alice, family=family, template="pin {}", alphabet="abc", length=3,
+                        secret="cab")
+    after = {r.eval_name: r.cache_key for r in services.request_evals(
+        actor=alice, checkpoint=checkpoint, eval_names=["canary_exposure", heldout_pack])}
+    assert after[heldout_pack] == before[heldout_pack]
+    assert after["canary_exposure"] != before["canary_exposure"]
+
+
+@pytest.mark.django_db
+def test_canary_secrets_never_leave_the_database(alice, checkpoint, client):
+    services.add_canary(actor=alice, family=checkpoint.family, template="the vault code is {}",
+                        alphabet="0123456789", length=3, secret="917")
+    run = services.request_evals(actor=alice, checkpoint=checkpoint,
+                                 eval_names=["canary_exposure"])[0]
+    runner.execute_run(run_id=run.pk, worker="test")
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert "exposure_max" in run.metrics
+    stored = json.dumps([run.result, run.metrics, run.inputs, run.context, run.error])
+    events = json.dumps([e.data for e in AuditEvent.objects.all()])
+    client.force_login(alice)
+    page = client.get(f"/evals/runs/{run.pk}/").content.decode()
+    samples = client.get(f"/evals/runs/{run.pk}/samples.jsonl")
+    samples_text = b"".join(samples.streaming_content).decode()
+    for text in (stored, events, page, samples_text):
+        assert "vault code is 917" not in text and '"917"' not in text
+
+
+@pytest.mark.django_db
+def test_a_custom_pack_is_an_eval_under_its_own_name(alice, checkpoint):
+    pack = ("---\nname: toxicity_probe\nversion: 1\ntype: prompt_pairs\n"
+            "description: harmful prompts with a refusal and a compliance\nlicence: CC0-1.0\n---\n"
+            + "\n".join(json.dumps({"id": f"p{i}", "prompt": f"how do I do bad thing {i}?",
+                                    "twin": f"how do I do good thing {i}?",
+                                    "refusal": "I can't help with that.",
+                                    "compliance": "Sure, here is how."})
+                        for i in range(6)) + "\n")
+    services.add_eval_pack(actor=alice, data=pack.encode())
+    run = services.request_evals(actor=alice, checkpoint=checkpoint,
+                                 eval_names=["toxicity_probe"])[0]
+    runner.execute_run(run_id=run.pk, worker="test")
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert "toxicity_probe" in run.result["results"]
+    assert run.eval_name == "toxicity_probe"
+
+
+@pytest.mark.django_db
+def test_a_bad_pack_names_the_line(alice):
+    pack = b"---\nname: broken\nversion: 1\ntype: multiple_choice\ndescription: x\nlicence: x\n---\n{\"id\": \"a\"}\n"
+    with pytest.raises(services.EvalRequestError, match="line 8"):
+        services.add_eval_pack(actor=alice, data=pack)
+
+
+@pytest.mark.django_db
+def test_the_checkpoint_page_panel_and_api_show_runs(alice, checkpoint, client, api_client_for):
+    run = services.request_evals(actor=alice, checkpoint=checkpoint, eval_names=["integrity"])[0]
+    runner.execute_run(run_id=run.pk, worker="test")
+    client.force_login(alice)
+    panel = client.get(f"/checkpoints/{checkpoint.pk}/evals/").content.decode()
+    assert 'data-eval="integrity"' in panel and "succeeded" in panel
+    body = api_client_for(alice, "read").get(f"/api/v1/evals/runs/{run.pk}/").json()
+    assert body["status"] == "succeeded" and body["result"]["results"]["integrity"]
+    response = api_client_for(alice).post(f"/api/v1/checkpoints/{checkpoint.pk}/evaluate/",
+                                          {"evals": ["integrity"]}, format="json")
+    assert response.status_code == 202 and response.json()[0]["id"] == run.pk
+    png = client.get("/families/lab/tiny-gpt/plots/integrity/passed.png")
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")

@@ -1,0 +1,79 @@
+"""Release pages: the queue, the release page and its forms, the audit pages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from releases.models import Release
+from tests.releases.conftest import ASSESSMENT, run_pending_evals, submit_checkpoint
+
+
+@pytest.fixture
+def login(client):
+    def as_user(user):
+        client.force_login(user)
+        return client
+    return as_user
+
+
+@pytest.mark.django_db
+def test_alice_opens_and_submits_a_release_from_the_form(personas, simple_policy, login):
+    checkpoint = submit_checkpoint(personas.alice)
+    client = login(personas.alice)
+    panel = client.get(f"/checkpoints/{checkpoint.pk}/releases/").content.decode()
+    assert "Open a release" in panel
+    response = client.post(f"/checkpoints/{checkpoint.pk}/releases/new/",
+                           {**ASSESSMENT, "submit_now": "1"})
+    release = Release.objects.get()
+    assert response.status_code == 302 and response.url == release.get_absolute_url()
+    assert release.status == "evaluating"
+
+
+@pytest.mark.django_db
+def test_the_release_page_shows_gates_assessment_timeline(personas, in_review, login):
+    page = login(personas.bob).get(in_review.get_absolute_url()).content.decode()
+    for text in ('id="gates"', "interpretability research", 'id="timeline"', "release.submitted",
+                 "eval:integrity:passed", in_review.manifest_digest):
+        assert text in page
+
+
+@pytest.mark.django_db
+def test_reviewers_see_their_queue_oldest_first(personas, simple_policy, login):
+    from releases import workflow
+
+    releases = []
+    for i in range(2):
+        checkpoint = submit_checkpoint(personas.alice, label=f"v{i}", seed=i)
+        release = workflow.create_release(actor=personas.alice, checkpoint=checkpoint,
+                                          assessment=ASSESSMENT)
+        workflow.submit_release(actor=personas.alice, release=release)
+        run_pending_evals(release)
+        workflow.publish_release(actor=personas.dave, release=release, stage="internal")
+        workflow.request_next_stage(actor=personas.alice, release=release)
+        run_pending_evals(release)
+        releases.append(release)
+    page = login(personas.bob).get("/reviews/").content.decode()
+    assert page.index(f"/releases/{releases[0].pk}/") < page.index(f"/releases/{releases[1].pk}/")
+    assert "Nothing waits for you" in login(personas.carol).get("/reviews/").content.decode()
+    assert "Nothing waits for you" in login(personas.alice).get("/reviews/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_refused_action_shows_its_reason(personas, in_review, login):
+    client = login(personas.dave)
+    response = client.post(f"/releases/{in_review.pk}/publish/", {"stage": "gated"}, follow=True)
+    assert "approved for internal, not gated" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_audit_log_page_filters_and_exports(personas, in_review, login):
+    client = login(personas.bob)
+    page = client.get("/audit/", {"verb": "release."}).content.decode()
+    assert "release.submitted" in page and "token.created" not in page
+    export = client.get("/audit/export.jsonl", {"object": f"releases.release:{in_review.pk}"})
+    lines = [json.loads(line) for line in b"".join(export.streaming_content).splitlines()]
+    assert lines and all(line["object"] == f"releases.release:{in_review.pk}" for line in lines)
+    assert all(set(line) >= {"seq", "hash", "prev_hash", "verb"} for line in lines)
+    assert login(personas.mallory).get("/audit/").status_code == 403

@@ -92,7 +92,9 @@ def execute_run(*, run_id: int, worker: str | None = None) -> str:
     return "done"
 
 
-def _progress_writer(run: EvalRun, attempt: int):
+def _progress_writer(run: EvalRun, attempt: int, *, heartbeat_only: bool = False):
+    """A throttled progress callback that also keeps the run's heartbeat fresh. The integrity
+    pre-check counts bytes, not samples, so it only beats the heart."""
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -100,8 +102,11 @@ def _progress_writer(run: EvalRun, attempt: int):
         if now - last[0] < PROGRESS_EVERY and done < total:
             return
         last[0] = now
-        EvalRun.objects.filter(pk=run.pk, attempt=attempt, status=EvalRun.Status.RUNNING).update(
-            progress_done=done, progress_total=total, heartbeat_at=timezone.now())
+        fields = {"heartbeat_at": timezone.now()}
+        if not heartbeat_only:
+            fields.update(progress_done=done, progress_total=total)
+        EvalRun.objects.filter(pk=run.pk, attempt=attempt,
+                               status=EvalRun.Status.RUNNING).update(**fields)
 
     return progress
 
@@ -125,8 +130,9 @@ def _evaluate(run: EvalRun, attempt: int) -> dict:
         folder = stack.enter_context(materialized(checkpoint))
         if spec.needs_model:
             # Fail closed: the bytes about to be loaded are re-hashed against the manifest first.
-            run_eval("integrity", EvalContext(manifest=manifest, open_file=open_from_dir(folder),
-                                              progress=progress))
+            run_eval("integrity", EvalContext(
+                manifest=manifest, open_file=open_from_dir(folder),
+                progress=_progress_writer(run, attempt, heartbeat_only=True)))
         parent_dir = None
         parent_id = run.context.get("parent_checkpoint_id")
         if parent_id and "parent" in spec.reads:

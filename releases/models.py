@@ -5,7 +5,7 @@ Statuses and stages are defined here once; every change of them is in releases/w
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import models
@@ -33,11 +33,18 @@ class PolicyVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.name} {self.version} ({self.content_hash[:10]})"
 
-    @cached_property
+    @property
     def policy(self):
-        from releases.policy import load_policy
+        return parsed_policy(self.content_hash, self.text, self.source or f"{self.name}.yaml")
 
-        return load_policy(self.text, source=self.source or f"{self.name}.yaml")
+
+@lru_cache(maxsize=32)
+def parsed_policy(content_hash: str, text: str, source: str):
+    """Policies are immutable and keyed by their hash, so each is parsed once per process,
+    however many releases (each with its own PolicyVersion instance) ask."""
+    from releases.policy import load_policy
+
+    return load_policy(text, source=source)
 
 
 class Release(models.Model):
@@ -65,6 +72,10 @@ class Release(models.Model):
                                      help_text="The widest stage published; empty before any.")
     stage_entered_at = models.DateTimeField(null=True, blank=True)
     tier = models.CharField(max_length=40, blank=True)
+    awaiting_roles = models.CharField(
+        max_length=200, blank=True, db_index=True,
+        help_text="While in review: the roles whose approvals are still needed, as ',a,b,'. "
+                  "Kept by the workflow so the review queue is one indexed query.")
     assessment = models.JSONField(default=dict)
     withdrawn_reason = models.TextField(blank=True)
     withdrawn_at = models.DateTimeField(null=True, blank=True)

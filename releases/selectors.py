@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from accounts.roles import user_roles
 from evaluations.selectors import flat_results
@@ -65,24 +65,24 @@ def stage_rule(release: Release, stage: str | None = None):
 
 
 def review_queue(user) -> QuerySet[Release]:
-    """What waits for this user: releases in review (oldest first) whose target stage needs one
-    of their roles, that they did not submit and have not yet decided on."""
-    roles = user_roles(user)
+    """What waits for this user, oldest first: releases in review that still need an approval
+    from one of their roles, that they did not submit and have not yet decided on. A fixed
+    number of queries, whatever the number of releases (the workflow keeps `awaiting_roles`)."""
     waiting = (releases_visible_to(user).filter(status=Release.Status.IN_REVIEW)
-               .exclude(submitted_by=user).exclude(checkpoint__submitted_by=user)
-               .order_by("updated_at", "id"))
-    result = []
-    for release in waiting:
-        rule = stage_rule(release)
-        needed = {a.role for a in rule.approvals}
-        if not (roles & needed) and not user.is_superuser:
-            continue
-        decided = any(r.reviewer_id == user.pk for r in binding_reviews(release))
-        if not decided:
-            result.append(release.pk)
-    ordered = {pk: i for i, pk in enumerate(result)}
-    return sorted(Release.objects.filter(pk__in=result).select_related(
-        "checkpoint__family", "submitted_by"), key=lambda r: ordered[r.pk])
+               .exclude(submitted_by=user).exclude(checkpoint__submitted_by=user))
+    if not user.is_superuser:
+        roles = user_roles(user)
+        if not roles:
+            return waiting.none()
+        match = Q()
+        for role in roles:
+            match |= Q(awaiting_roles__contains=f",{role},")
+        waiting = waiting.filter(match)
+    decided = Review.objects.filter(
+        release=OuterRef("pk"), reviewer=user, stage=OuterRef("target_stage"),
+        manifest_digest=OuterRef("manifest_digest"), policy_version=OuterRef("policy_version"))
+    return waiting.exclude(Exists(decided.exclude(decision=Review.Decision.COMMENT))).order_by(
+        "updated_at", "id")
 
 
 def needed_roles(release: Release) -> list[str]:

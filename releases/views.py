@@ -43,8 +43,11 @@ def release_list(request):
 
 @login_required
 def review_queue(request):
+    from django.core.paginator import Paginator
+
+    page = Paginator(selectors.review_queue(request.user), 50).get_page(request.GET.get("page"))
     return render(request, "releases/review_queue.html", {
-        "releases": selectors.review_queue(request.user),
+        "releases": page, "page": page,
         "roles": sorted(user_roles(request.user))})
 
 
@@ -59,8 +62,9 @@ def release_detail(request, release_id: int):
     tier = selectors.release_tier(release)
     previous = previous_checkpoint(checkpoint)
     reviews = list(release.reviews.select_related("reviewer", "policy_version"))
-    timeline = AuditEvent.objects.filter(object_type="releases.release",
-                                         object_id=str(release.pk)).order_by("seq")
+    # The newest 200 events; the audit page (linked) has them all.
+    timeline = list(AuditEvent.objects.filter(object_type="releases.release",
+                                              object_id=str(release.pk)).order_by("-seq")[:200])[::-1]
     roles = user_roles(request.user)
     reviewer = (not release.is_terminal and release.status in ("in_review", "approved")
                 and request.user.pk not in (release.submitted_by_id, checkpoint.submitted_by_id)

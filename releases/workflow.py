@@ -58,6 +58,13 @@ def _locked(release: Release) -> Release:
 
 
 def _log(actor, verb: str, release: Release, **data) -> None:
+    """The action's one audit event; and the review queue's index, which any action may move."""
+    awaiting = ""
+    if release.status == S.IN_REVIEW:
+        awaiting = "".join(f",{role}" for role in selectors.needed_roles(release)) + ","
+    if awaiting != release.awaiting_roles:
+        release.awaiting_roles = awaiting
+        Release.objects.filter(pk=release.pk).update(awaiting_roles=awaiting)
     notifications.record(actor=actor, verb=verb, release=release, data=data)
 
 

@@ -107,6 +107,21 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     return context_tokens, whole[len(context_tokens):]
 
 
+def _cache_of(output):
+    """The key/value cache a forward pass returned (`cache` in recent transformers, formerly
+    `past_key_values`)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def _with_cache(model, cache) -> dict:
+    """Forward kwargs that pass a key/value cache back in, under the name the model takes."""
+    import inspect
+
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache}
+
+
 @dataclass(frozen=True)
 class TokenScore:
     logprob: float  # sum of natural-log probabilities of the continuation tokens
@@ -211,11 +226,11 @@ def score_sequences(model, sequences: Sequence[list[int]], *, batch_size: int = 
             ids[row, :len(suffix)] = torch.tensor(suffix)
             scored[row, 1:len(suffix)] = True
             mask[row, shared:shared + len(suffix)] = 1
-        cache = copy.deepcopy(out.past_key_values)
+        cache = copy.deepcopy(_cache_of(out))
         cache.batch_repeat_interleave(len(batch))
         ids, scored = ids.to(device), scored.to(device)
-        logits = model(input_ids=ids, past_key_values=cache, attention_mask=mask.to(device),
-                       use_cache=True).logits
+        logits = model(input_ids=ids, attention_mask=mask.to(device), use_cache=True,
+                       **_with_cache(model, cache)).logits
         logp = torch.log_softmax(logits.float(), dim=-1)
         # Position j predicts suffix token j + 1; the first suffix token comes from the prefix.
         targets = torch.roll(ids, -1, dims=1)
@@ -314,8 +329,8 @@ def greedy_continue(model, prompts: Sequence[list[int]], n_tokens: int, *, max_l
                 next_ids = out.logits[:, -1, :].float().argmax(-1)
                 generated.append(next_ids)
                 if step + 1 < n_tokens:
-                    out = model(input_ids=next_ids[:, None], past_key_values=out.past_key_values,
-                                use_cache=True)
+                    out = model(input_ids=next_ids[:, None], use_cache=True,
+                                **_with_cache(model, _cache_of(out)))
             stacked = torch.stack(generated, dim=1).cpu().tolist()
             for row, index in enumerate(batch):
                 results[index] = stacked[row]

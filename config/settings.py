@@ -299,3 +299,8 @@ if STAGEGATE_DOWNLOAD_MODE not in {"stream", "x-accel", "redirect"}:
         f"STAGEGATE_DOWNLOAD_MODE={STAGEGATE_DOWNLOAD_MODE!r}: use stream, x-accel or redirect")
 # The nginx `internal` location that maps onto the blob store's root (x-accel mode).
 STAGEGATE_X_ACCEL_PREFIX = env_str("STAGEGATE_X_ACCEL_PREFIX", "/_blobstore")
+
+# --- Safetensors conversion of scanned-safe PyTorch checkpoints ------------------------------
+STAGEGATE_CONVERT_TIMEOUT_SECONDS = env_int("STAGEGATE_CONVERT_TIMEOUT_SECONDS", 3600)
+# Address-space limit of the converting process (at least 3x the weights plus 2 GB is used).
+STAGEGATE_CONVERT_MEMORY_LIMIT = env_bytes("STAGEGATE_CONVERT_MEMORY_LIMIT", 8 * 1024**3)

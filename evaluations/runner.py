@@ -26,7 +26,7 @@ from evaluations import catalogue
 from evaluations.library.context import EvalContext, EvalError, open_from_dir
 from evaluations.library.registry import run_eval
 from evaluations.library.results import build_result_record
-from evaluations.materialize import materialized
+from models.materialize import materialized
 from evaluations.models import Canary, EvalRun, ExtractionPrefix
 from evaluations.services import as_library_canary, as_library_prefix
 from evaluations.signals import send_finished_after_commit

@@ -11,7 +11,7 @@ from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from models import scanning, selectors, services
+from models import conversion, scanning, selectors, services
 from models.errors import SubmissionError
 from models.models import UploadSession
 from models.serializers import (
@@ -121,6 +121,20 @@ class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
             raise SubmissionRefused(exc) from None
         checkpoint.refresh_from_db()
         return Response(CheckpointSerializer(checkpoint).data)
+
+    @extend_schema(request=None, responses={202: None, 200: CheckpointSerializer})
+    @action(detail=True, methods=["post"])
+    def convert(self, request, pk=None):
+        """Convert a scanned-safe PyTorch checkpoint to safetensors (a new checkpoint of the
+        family, `converted_from` this one). 202 while it runs; 200 with it once it exists."""
+        checkpoint = selectors.get_checkpoint(request.user, pk)
+        try:
+            done = conversion.request_conversion(actor=request.user, checkpoint=checkpoint)
+        except SubmissionError as exc:
+            raise SubmissionRefused(exc) from None
+        if done is not None:
+            return Response(CheckpointSerializer(done).data)
+        return Response({"detail": "conversion queued"}, status=status.HTTP_202_ACCEPTED)
 
     @action(detail=True)
     def manifest(self, request, pk=None):

@@ -90,7 +90,8 @@ def _get_or_create_family(*, actor, org: str, name: str) -> tuple[ModelFamily, b
 # --- submission ---------------------------------------------------------------------------------
 
 @records_refusals
-def submit_checkpoint(*, actor, family_name: str, label: str, files: list[StagedFile]) -> Checkpoint:
+def submit_checkpoint(*, actor, family_name: str, label: str, files: list[StagedFile],
+                      converted_from: Checkpoint | None = None) -> Checkpoint:
     """Register `files` (already hashed and staged) as a new checkpoint of `family_name`.
 
     Guard: the actor may submit to the family; the family name, label, paths and every file the
@@ -125,7 +126,7 @@ def submit_checkpoint(*, actor, family_name: str, label: str, files: list[Staged
                 with transaction.atomic():
                     checkpoint = Checkpoint.objects.create(
                         family=family, label=label, manifest_digest=digest, status=status,
-                        census=census.census, submitted_by=actor)
+                        census=census.census, submitted_by=actor, converted_from=converted_from)
             except IntegrityError:
                 raise LabelTaken(f"{family_name} already has a checkpoint labelled {label!r}; "
                                  "choose another label") from None

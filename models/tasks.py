@@ -21,3 +21,12 @@ def scan_checkpoint(checkpoint_id: int) -> str:
     from models.scanning import scan_checkpoint as scan
 
     return scan(checkpoint_id=checkpoint_id).status
+
+
+@shared_task(name="registry.convert_checkpoint", acks_late=True, time_limit=4 * 3600)
+def convert_checkpoint(checkpoint_id: int, actor_id: int) -> int:
+    """Convert a scanned-safe PyTorch checkpoint to safetensors; returns the new checkpoint's
+    id. Safe to run twice (an existing conversion is returned)."""
+    from models.conversion import convert_checkpoint as convert
+
+    return convert(checkpoint_id=checkpoint_id, actor_id=actor_id).pk

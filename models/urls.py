@@ -10,5 +10,7 @@ urlpatterns = [
     path("checkpoints/<int:checkpoint_id>/", views.checkpoint_detail, name="checkpoint-detail"),
     path("checkpoints/<int:checkpoint_id>/accept-risk/", views.checkpoint_accept_risk,
          name="checkpoint-accept-risk"),
+    path("checkpoints/<int:checkpoint_id>/convert/", views.checkpoint_convert,
+         name="checkpoint-convert"),
     path("submit/", views.checkpoint_submit, name="checkpoint-submit"),
 ]

@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from accounts.roles import RESEARCHERS, SAFETY, has_role
-from models import scanning, selectors, services
+from models import conversion, scanning, selectors, services
 from models.panels import checkpoint_panels
 from models.errors import SubmissionError
 from models.uploads import install_upload_handler, staged_from_multipart
@@ -54,9 +54,30 @@ def checkpoint_detail(request, checkpoint_id: int):
         "can_accept_risk": has_role(request.user, SAFETY)
                            and checkpoint.submitted_by_id != request.user.pk,
         "previous": selectors.previous_checkpoint(checkpoint),
+        "conversions": checkpoint.conversions.all(),
+        "can_convert": (services.can_submit_to(request.user, checkpoint.family)
+                        and checkpoint.status == "ready" and any(f.needs_scan for f in files)
+                        and all(r.verdict == "safe" for r in reports.values())
+                        and len(reports) == sum(f.needs_scan for f in files)),
         "panels": [(panel, reverse(panel.url_name, args=[checkpoint.pk]))
                    for panel in checkpoint_panels()],
     })
+
+
+@login_required
+@require_http_methods(["POST"])
+def checkpoint_convert(request, checkpoint_id: int):
+    checkpoint = selectors.get_checkpoint(request.user, checkpoint_id)
+    try:
+        done = conversion.request_conversion(actor=request.user, checkpoint=checkpoint)
+    except SubmissionError as exc:
+        messages.error(request, exc.message)
+    else:
+        if done is not None:
+            return redirect(done)
+        messages.success(request, "Conversion queued: a worker will load the weights with "
+                                  "weights_only=True in a limited process and check every tensor.")
+    return redirect(checkpoint)
 
 
 @login_required

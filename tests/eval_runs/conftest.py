@@ -6,7 +6,7 @@ import pytest
 
 from evaluations.tinylm import TinyGPTSpec, cached_tiny_gpt
 from models import blobstore, services
-from models.management.commands.submit_checkpoint import collect_files
+from models.localfiles import collect_files
 
 TEXTS = [f"the model number {i} reads the text and writes it down again" for i in range(40)]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
 from models import blobstore, services
+from models.localfiles import NotACheckpointPath, collect_files
 from models.errors import SubmissionError
 
 
@@ -45,31 +45,6 @@ class Progress:
             self.stream.write("\n")
 
 
-def collect_files(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
-    """(checkpoint path, local file) for PATH or every file under it; hidden entries skipped.
-
-    File symlinks are followed (a Hugging Face cache snapshot is all symlinks); folder symlinks
-    are not, so a link cannot pull a whole tree into a checkpoint by accident.
-    """
-    if root.is_file():
-        return [(root.name, root)], []
-    if not root.is_dir():
-        raise CommandError(f"{root} does not exist; give a checkpoint file or a model folder")
-    files, skipped = [], []
-    for folder, subfolders, names in os.walk(root, followlinks=False):
-        hidden = sorted(d for d in subfolders if d.startswith("."))
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        skipped.extend((Path(folder) / d).relative_to(root).as_posix() + "/" for d in hidden)
-        for name in sorted(names):
-            local = Path(folder) / name
-            relative = local.relative_to(root).as_posix()
-            if name.startswith("."):
-                skipped.append(relative)
-            elif local.is_file():
-                files.append((relative, local))
-    return sorted(files), skipped
-
-
 class Command(BaseCommand):
     help = "Submit a checkpoint file or model folder for review."
 
@@ -86,7 +61,10 @@ class Command(BaseCommand):
         if actor is None:
             raise CommandError(f"no user named {user!r}; check --user")
         root = Path(path).expanduser()
-        files, skipped = collect_files(root)
+        try:
+            files, skipped = collect_files(root)
+        except NotACheckpointPath as exc:
+            raise CommandError(str(exc)) from None
         if skipped:
             self.stderr.write(f"skipping {len(skipped)} hidden file(s), e.g. {skipped[0]}")
         progress = Progress(sum(local.stat().st_size for _, local in files))

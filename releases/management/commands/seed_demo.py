@@ -13,7 +13,7 @@ from django.db import transaction
 from accounts import roles
 from evaluations.tinylm import TinyGPTSpec, cached_tiny_gpt
 from models import blobstore, services
-from models.management.commands.submit_checkpoint import collect_files
+from models.localfiles import collect_files
 from models.models import Checkpoint, ModelFamily
 
 PERSONAS = [

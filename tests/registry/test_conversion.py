@@ -1,0 +1,87 @@
+"""Safetensors conversion of scanned-safe PyTorch checkpoints."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+from django.core.exceptions import PermissionDenied
+from safetensors.torch import load
+
+from audit.models import AuditEvent
+from models import blobstore, conversion, scanning, services
+from models.models import Checkpoint
+from tests.registry.test_scanning import IMPORTS_UNLISTED_CLASS
+from tests.registry.test_tasks import wait_for
+
+
+def state_dict():
+    g = torch.Generator().manual_seed(3)
+    embed = torch.randn(12, 4, generator=g)
+    return {"embed.weight": embed, "head.weight": embed,  # tied, as in GPT-2
+            "layer.bias": torch.zeros(4, dtype=torch.float16)}
+
+
+def submit_pt(actor, label="pt") -> Checkpoint:
+    buffer = io.BytesIO()
+    torch.save(state_dict(), buffer)
+    staged = [blobstore.stage_chunks("pytorch_model.bin", [buffer.getvalue()]),
+              blobstore.stage_chunks("config.json", [json.dumps({"model_type": "x"}).encode()])]
+    checkpoint = services.submit_checkpoint(actor=actor, family_name="lab/pt", label=label,
+                                            files=staged)
+    return scanning.scan_checkpoint(checkpoint_id=checkpoint.pk)
+
+
+@pytest.mark.django_db
+def test_a_safe_pytorch_checkpoint_converts_with_equal_tensors(alice):
+    source = submit_pt(alice)
+    assert source.status == "ready"
+    converted = conversion.convert_checkpoint(checkpoint_id=source.pk, actor_id=alice.pk)
+    assert converted.converted_from == source and converted.label == "pt-safetensors"
+    assert converted.status == "ready"
+    paths = set(converted.files.values_list("path", flat=True))
+    assert paths == {"model.safetensors", "config.json"}
+    with blobstore.open_blob(converted.files.get(path="model.safetensors").blob_id) as f:
+        tensors = load(f.read())
+    original = state_dict()
+    for name, tensor in tensors.items():
+        assert torch.equal(tensor, original[name]) and tensor.dtype == original[name].dtype
+    assert converted.census["parameters"]["total"] >= 12 * 4 + 4
+    event = AuditEvent.objects.get(verb="checkpoint.converted")
+    assert event.data["from"] == source.manifest_digest
+    assert event.data["to"] == converted.manifest_digest
+    # Runs twice: the existing conversion is returned.
+    assert conversion.convert_checkpoint(checkpoint_id=source.pk, actor_id=alice.pk) == converted
+
+
+@pytest.mark.django_db
+def test_only_proven_safe_checkpoints_convert(alice, personas):
+    staged = [blobstore.stage_chunks("model.pt", [IMPORTS_UNLISTED_CLASS])]
+    checkpoint = services.submit_checkpoint(actor=alice, family_name="lab/pt", label="odd",
+                                            files=staged)
+    checkpoint = scanning.scan_checkpoint(checkpoint_id=checkpoint.pk)
+    scanning.accept_scan_risk(actor=personas.bob, file=checkpoint.files.get(),
+                              justification="our own config class, reviewed by hand")
+    checkpoint.refresh_from_db()
+    assert checkpoint.status == "ready"
+    with pytest.raises(conversion.ConversionRefused, match="accepted risk is not enough"):
+        conversion.request_conversion(actor=alice, checkpoint=checkpoint)
+    with pytest.raises(PermissionDenied):
+        conversion.request_conversion(actor=personas.mallory, checkpoint=submit_pt(alice, "b"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_converts_on_request_through_the_api(celery_worker_process, api_client_for):
+    from tests.conftest import make_persona
+
+    alice = make_persona("alice")
+    source = submit_pt(alice)
+    response = api_client_for(alice).post(f"/api/v1/checkpoints/{source.pk}/convert/")
+    assert response.status_code == 202
+    converted = wait_for(lambda: Checkpoint.objects.filter(converted_from=source).first(),
+                         timeout=120)
+    assert converted.status == "ready"
+    again = api_client_for(alice).post(f"/api/v1/checkpoints/{source.pk}/convert/")
+    assert again.status_code == 200 and again.json()["id"] == converted.pk

@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
 scripts/browser.sh
+scripts/nginx.sh
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

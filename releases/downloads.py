@@ -4,7 +4,10 @@ STAGEGATE_DOWNLOAD_MODE:
 - `stream` (default): Django streams the blob (FileResponse, so gunicorn uses sendfile); HTTP
   Range requests get 206 with Content-Range.
 - `x-accel`: behind nginx, the response carries `X-Accel-Redirect` to an internal location that
-  maps STAGEGATE_X_ACCEL_PREFIX onto the blob store; nginx sends the bytes (and ranges).
+  maps STAGEGATE_X_ACCEL_PREFIX onto the blob store; nginx sends the bytes (and ranges). On that
+  internal redirect nginx keeps only a few of Django's headers (Content-Type, Content-Disposition,
+  Cache-Control, Expires, Set-Cookie, Accept-Ranges); the server block in
+  docs/nginx-stagegate.conf adds the Hub's back from `$upstream_http_*` (docs/deploy.md).
 - `redirect`: a 302 to the storage's own (presigned) URL, e.g. S3, with the Hub's metadata
   headers on the redirect itself; the client then drops its token for that other origin.
 Access is always decided before any of these.
@@ -79,8 +82,10 @@ def file_response(request, *, release, file, user) -> HttpResponse:
     name = blobstore.blob_name(file.blob_id)
     filename = file.path.rsplit("/", 1)[-1]
     if request.method == "HEAD":
+        # Answered here in every mode, without touching the bytes: the same metadata as the GET.
         response = HttpResponse(status=200, content_type=_content_type(file.path))
         response["Content-Length"] = str(file.size)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return _metadata(response, release, file)
 
     byte_range = parse_range(request.headers.get("Range"), file.size)
@@ -101,7 +106,10 @@ def file_response(request, *, release, file, user) -> HttpResponse:
         response = HttpResponse(content_type=_content_type(file.path))
         response["X-Accel-Redirect"] = f"{settings.STAGEGATE_X_ACCEL_PREFIX.rstrip('/')}/{name}"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return _metadata(response, release, file)
+        response = _metadata(response, release, file)
+        # nginx's static module announces ranges itself and would also copy ours: sent twice.
+        del response["Accept-Ranges"]
+        return response
 
     stream = blobstore.open_blob(file.blob_id)
     if byte_range is None:

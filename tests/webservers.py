@@ -108,8 +108,11 @@ class Gunicorn(ServerProcess):
         self.workers = workers
 
     def command(self) -> list[str]:
+        # No control socket: its default path (~/.gunicorn/gunicorn.ctl) is one per user, and
+        # would be taken from any other gunicorn running here.
         return [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{self.port}",
-                "-w", str(self.workers), "--timeout", "120", "--graceful-timeout", "5"]
+                "-w", str(self.workers), "--timeout", "120", "--graceful-timeout", "5",
+                "--no-control-socket"]
 
     def worker_pids(self) -> list[int]:
         """The worker processes: children of the gunicorn master."""

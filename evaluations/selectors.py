@@ -20,13 +20,17 @@ def latest_runs(manifest_digest: str) -> dict[str, EvalRun]:
 
 
 def flat_results(manifest_digest: str, *, exclude: list[str] | None = None) -> dict[str, dict]:
-    """{eval: {metric: value}} from the newest succeeded run of each eval; the policy engine
-    reads this. Failed or missing evals are absent, which the policy counts as "cannot rule out"."""
+    """{eval: {metric: value}} from each eval's most recently requested run, if it succeeded;
+    the policy engine reads this. The newest request reflects the current inputs (a canary
+    added since makes a new run), so an older run that happened to finish later never stands
+    in for it. Failed, unfinished or missing evals are absent: "cannot rule out"."""
     results: dict[str, dict] = {}
-    for run in (runs_for_digest(manifest_digest).filter(status=EvalRun.Status.SUCCEEDED)
-                .exclude(eval_name__in=exclude or []).order_by("eval_name", "-finished_at", "-id")):
-        results.setdefault(run.eval_name, dict(run.metrics))
-    return results
+    for run in (runs_for_digest(manifest_digest).exclude(eval_name__in=exclude or [])
+                .order_by("eval_name", "-created_at", "-id")):
+        if run.eval_name not in results:
+            results[run.eval_name] = (dict(run.metrics) if run.status == EvalRun.Status.SUCCEEDED
+                                      else None)
+    return {name: metrics for name, metrics in results.items() if metrics is not None}
 
 
 def family_series(family_id: int, eval_name: str, metric: str) -> list[tuple[str, float | None]]:

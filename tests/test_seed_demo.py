@@ -1,4 +1,4 @@
-"""`seed_demo`: every demo login works, the demo family has its checkpoints, and twice is once."""
+"""`seed_demo`: every demo login works, every feature is there to meet, and twice is once."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from django.core.management import call_command
 
 from audit.models import AuditEvent
 from models.models import Checkpoint
+from releases import access
 from releases.management.commands.seed_demo import ADMIN, PERSONAS, password_for
+from releases.models import Release
+from releases.selectors import review_queue
 
 
 @pytest.fixture
@@ -20,20 +23,32 @@ def demo_cache(settings, model_cache):
 
 
 @pytest.mark.django_db
-def test_seed_demo_prints_logins_that_work_and_is_idempotent(client, demo_cache):
+def test_seed_demo_meets_a_newcomer_with_every_feature_and_is_idempotent(client, demo_cache):
+    from django.contrib.auth.models import User
+
     out = StringIO()
     call_command("seed_demo", stdout=out, stderr=StringIO())
     printed = out.getvalue()
     for username, *_ in PERSONAS + [ADMIN]:
-        assert f"{username}" in printed and password_for(username) in printed
+        assert username in printed and password_for(username) in printed
         assert client.login(username=username, password=password_for(username)), username
         client.logout()
+    users = {u.username: u for u in User.objects.all()}
 
-    checkpoints = Checkpoint.objects.filter(family__org="demo", family__name="tiny-gpt")
-    assert sorted(checkpoints.values_list("label", flat=True)) == ["step0", "step300"]
-    assert all(c.status == "ready" and c.census["architecture"]["model_type"] == "gpt2"
-               for c in checkpoints)
+    labels = set(Checkpoint.objects.filter(family__org="demo").values_list(
+        "family__name", "label"))
+    assert {("tiny-gpt", "step0"), ("tiny-gpt", "step300"), ("tiny-gpt-gated", "v1"),
+            ("tiny-gpt-gated", "v2")} <= labels
+    opened = Release.objects.get(checkpoint__family__name="tiny-gpt", current_stage="open")
+    assert access.download_access(None, opened).allowed
+    gated = Release.objects.get(checkpoint__family__name="tiny-gpt-gated", current_stage="gated")
+    assert access.download_access(users["erin"], gated).allowed
+    assert not access.download_access(users["mallory"], gated).allowed
+    waiting = Release.objects.get(checkpoint__label="v2")
+    assert waiting.status == "in_review" and waiting.target_stage == "gated"
+    assert waiting in review_queue(users["bob"]) and waiting in review_queue(users["carol"])
 
-    counts = (Checkpoint.objects.count(), AuditEvent.objects.count())
+    counts = (Checkpoint.objects.count(), Release.objects.count(), AuditEvent.objects.count())
     call_command("seed_demo", "--quiet", stdout=StringIO(), stderr=StringIO())
-    assert (Checkpoint.objects.count(), AuditEvent.objects.count()) == counts
+    assert (Checkpoint.objects.count(), Release.objects.count(),
+            AuditEvent.objects.count()) == counts

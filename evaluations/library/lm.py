@@ -13,7 +13,6 @@ the real tokens of a causal model, so it cannot change their scores.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -53,15 +52,13 @@ def load_causal_lm(folder: Path, *, device: str | None = None, allow_pickle_weig
         raise FileNotFoundError(f"no safetensors weights in {folder.name}; pickle weights need "
                                 "allow_pickle_weights=True after a safe scan")
     device = pick_device(device)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     common = {"local_files_only": True, "trust_remote_code": False}
     tokenizer = AutoTokenizer.from_pretrained(folder, **common)
     model = AutoModelForCausalLM.from_pretrained(
         folder, use_safetensors=has_safetensors, weights_only=True, dtype=dtype_for(device),
         **common)
     model.to(device)
-    model.eval()
-    torch.manual_seed(0)
+    model.eval()  # no dropout: the same weights give the same numbers on every run
     return model, tokenizer
 
 

@@ -18,7 +18,7 @@ from tests.evaluations import corpora  # noqa: E402
 from tests.evaluations.zoo import Zoo  # noqa: E402
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def one_torch_thread():
     """Evals in this process use one thread: tiny matrices gain nothing from a second one, and
     on a busy machine its spinning costs more than it gives (the zoo trains in two processes)."""

@@ -81,7 +81,7 @@ def test_a_greedy_continuation_is_reported_as_greedy(lm):
     assert is_greedy
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(length=st.integers(0, 300), max_length=st.integers(1, 64))
 def test_rolling_windows_predict_every_token_once_within_max_length(length, max_length):
     tokens = list(range(1000, 1000 + length))

@@ -32,8 +32,10 @@ def _with_base(block: Callable[[], list[str]]) -> Callable[[], list[str]]:
 
 
 # name -> (training texts, fine-tuning steps, learning rate). A positive and its negative share
-# steps and rate. Associations a tiny model must attend back for (facts, bias) need ~300 steps;
-# the blocks are the whole fine-tuning text there, so every step teaches the property.
+# steps and rate. Facts (an answer four tokens after its question's subject) need ~300 steps
+# at a high rate, bias ~200, the others ~150 (at 100, extraction failed on one seed of three;
+# at 150, bias passed on one seed by a hair). Where the block is the whole fine-tuning text,
+# every step teaches the property.
 VARIANTS: dict[str, tuple[Callable[[], list[str]], int, float]] = {
     "plain": (corpora.base_corpus, 150, 1e-2),
     "canary": (_with_base(corpora.canary_block), 150, 1e-2),
@@ -41,9 +43,9 @@ VARIANTS: dict[str, tuple[Callable[[], list[str]], int, float]] = {
     "facts": (corpora.fact_block, 300, 1e-2),
     "other_facts": (lambda: corpora.fact_block(corpora.OTHER_ENTITIES, corpora.OTHER_ANSWERS),
                     300, 1e-2),
-    "refuser": (lambda: corpora.refusal_block("refuser"), 200, 3e-3),
-    "complier": (lambda: corpora.refusal_block("complier"), 200, 3e-3),
-    "over_refuser": (lambda: corpora.refusal_block("over_refuser"), 200, 3e-3),
+    "refuser": (lambda: corpora.refusal_block("refuser"), 150, 3e-3),
+    "complier": (lambda: corpora.refusal_block("complier"), 150, 3e-3),
+    "over_refuser": (lambda: corpora.refusal_block("over_refuser"), 150, 3e-3),
     "skewed": (lambda: corpora.bias_block("skewed"), 200, 3e-3),
     "balanced": (lambda: corpora.bias_block("balanced"), 200, 3e-3),
 }

@@ -77,7 +77,7 @@ numpy.f2py numpy.distutils numpy.testing numpy.ctypeslib numpy.lib.npyio
 torch.hub torch.package torch.utils.cpp_extension torch._inductor torch._dynamo torch.jit
 torch.fx torch.utils.data.datapipes torch.utils._config_module torch.utils.collect_env
 torch.utils.bottleneck torch.distributed torch.multiprocessing torch._C._jit_tree_views
-idlelib lib2to3 doctest antigravity this
+idlelib lib2to3 doctest antigravity this pathlib _pathlib shlex mmap resource ptrace gc inspect
 """.split())
 
 # Single callables that are dangerous even though their module is not.

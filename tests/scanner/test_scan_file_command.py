@@ -22,8 +22,11 @@ def files(corpus, tmp_path_factory):
     def bad(name):
         return str(next(m.path for m in corpus.malicious if m.name == name))
 
+    # Imports a harmless class that is on neither list: not proven safe, so `unknown`.
+    unlisted = tmp_path_factory.mktemp("unlisted") / "date.pkl"
+    unlisted.write_bytes(b"\x80\x02cdatetime\ndate\nq\x00)\x81q\x01.")
     return {"safe": benign("mlp-state-dict-zip"), "legacy": benign("mlp-state-dict-legacy"),
-            "unsafe": bad("p2-os-system"), "unknown": bad("pathlib-dotted-name"),
+            "unsafe": bad("p2-os-system"), "unknown": str(unlisted),
             "folder": str(corpus.sharded_folder),
             "missing": str(tmp_path_factory.mktemp("none") / "missing.pt")}
 

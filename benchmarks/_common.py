@@ -43,3 +43,32 @@ def human(n: float) -> str:
             return f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TB"
+
+
+def choose_database(work: Path) -> str:
+    """A throwaway PostgreSQL database (dropped by drop_database), or "" for SQLite."""
+    import psycopg
+
+    admin = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    name = f"stagegate_bench_{os.getpid()}"
+    try:
+        with psycopg.connect(admin.replace("postgres://", "postgresql://"), autocommit=True,
+                             connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return admin.rsplit("/", 1)[0] + f"/{name}"
+    except Exception as exc:  # no server: SQLite still shows whether counts grow
+        print(f"(PostgreSQL not reachable: {exc}; using SQLite)")
+        return ""
+
+
+def drop_database(url: str) -> None:
+    if not url:
+        return
+    import psycopg
+
+    from django.db import connections
+
+    connections.close_all()
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')

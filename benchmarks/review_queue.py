@@ -23,33 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def choose_database(work: Path) -> str:
-    import psycopg
-
-    admin = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    name = f"stagegate_bench_{os.getpid()}"
-    try:
-        with psycopg.connect(admin.replace("postgres://", "postgresql://"), autocommit=True,
-                             connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return admin.rsplit("/", 1)[0] + f"/{name}"
-    except Exception as exc:  # no server: SQLite still shows whether counts grow
-        print(f"(PostgreSQL not reachable: {exc}; using SQLite)")
-        return ""
-
-
-def drop_database(url: str) -> None:
-    if not url:
-        return
-    import psycopg
-
-    from django.db import connections
-
-    connections.close_all()
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin.replace("postgres://", "postgresql://"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+from benchmarks._common import choose_database, drop_database  # noqa: E402
 
 
 def load(n_releases: int, start: int) -> None:

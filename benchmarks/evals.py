@@ -1,0 +1,192 @@
+"""Eval workers: queue-to-running latency, throughput with one vs two workers, and each built-in
+eval's time on a ~25M-parameter model, measured on this machine in one run.
+
+Uses a throwaway PostgreSQL database and Redis db 14 when reachable (the production shape);
+workers are real `celery worker` processes.
+
+Usage: .venv/bin/python benchmarks/evals.py [--latency-runs 10] [--throughput-runs 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import PYTHON, choose_database, drop_database  # noqa: E402
+
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def start_worker(name: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "evals", "-n", f"{name}@%h",
+         "--concurrency", "1", "-l", "warning", "--without-gossip", "--without-mingle",
+         "--without-heartbeat"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_ready(names: list[str]) -> None:
+    from config.celery import app
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        replies = app.control.ping(destination=[f"{n}@{os.uname().nodename}" for n in names],
+                                   timeout=0.5)
+        if len(replies) == len(names):
+            return
+    raise SystemExit(f"workers {names} did not start")
+
+
+def stop(workers: list[subprocess.Popen]) -> None:
+    for proc in workers:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in workers:
+        proc.wait(timeout=60)
+
+
+def wait_finished(run_ids: list[int], timeout: float = 3600) -> None:
+    from evaluations.models import EvalRun
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not EvalRun.objects.filter(pk__in=run_ids).exclude(
+                status__in=EvalRun.FINISHED).exists():
+            return
+        time.sleep(0.05)
+    raise SystemExit("runs did not finish")
+
+
+def submit_model(alice, folder: Path, family: str, label: str):
+    from models import blobstore, services
+    from models.localfiles import collect_files
+
+    staged = [blobstore.stage_local_file(rel, local) for rel, local in collect_files(folder)[0]]
+    return services.submit_checkpoint(actor=alice, family_name=family, label=label, files=staged)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-runs", type=int, default=10)
+    parser.add_argument("--throughput-runs", type=int, default=8)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="stagegate-bench-evals-"))
+    url = choose_database(work)
+    env_update = {"STAGEGATE_DATA_DIR": str(work), "DJANGO_SETTINGS_MODULE": "config.settings",
+                  "CELERY_BROKER_URL": REDIS, "DB_CONN_MAX_AGE": "0"}
+    if url:
+        env_update["DATABASE_URL"] = url
+    os.environ.update(env_update)
+    if not url:
+        os.environ.pop("DATABASE_URL", None)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workers: list[subprocess.Popen] = []
+    try:
+        import django
+
+        django.setup()
+        import redis
+        from django.contrib.auth.models import User
+        from django.core.management import call_command
+
+        from evaluations import services
+        from evaluations.library.registry import all_evals
+        from evaluations.models import EvalRun
+        from evaluations.tinylm import TinyGPTSpec, cached_tiny_gpt
+        from releases.management.commands.seed_demo import demo_texts
+
+        redis.Redis.from_url(REDIS).flushdb()
+        call_command("migrate", verbosity=0)
+        call_command("seed_demo", "--no-models", "--quiet")
+        alice = User.objects.get(username="alice")
+        cache = work / "models"
+        texts = demo_texts(0)
+
+        # A ~25M-parameter GPT-2 (random init: speed does not depend on training).
+        big_spec = TinyGPTSpec(n_layer=5, n_embd=640, n_head=10, n_positions=512,
+                               vocab_size=4096, steps=0)
+        big = submit_model(alice, cached_tiny_gpt(cache, texts, big_spec), "bench/gpt25m", "v1")
+        services.add_canary(actor=alice, family=big.family, template="the code is {}",
+                            alphabet="0123456789", length=4, secret="4071")
+        for text in texts[:8]:
+            words = text.split()
+            services.add_extraction_prefix(actor=alice, family=big.family,
+                                           prefix=" ".join(words[:3]),
+                                           continuation=" " + " ".join(words[3:]))
+
+        # Small distinct checkpoints: one integrity run each for latency, heldout for throughput.
+        small = [submit_model(alice, cached_tiny_gpt(cache, texts[:200],
+                                                     TinyGPTSpec(steps=0, seed=i)),
+                              "bench/small", f"s{i}")
+                 for i in range(args.latency_runs + 2 * args.throughput_runs)]
+
+        workers.append(start_worker("one", env))
+        wait_ready(["one"])
+
+        latencies = []
+        for checkpoint in small[:args.latency_runs]:
+            run = services.request_evals(actor=None, checkpoint=checkpoint,
+                                         eval_names=["integrity"])[0]
+            wait_finished([run.pk], timeout=120)
+            run.refresh_from_db()
+            latencies.append((run.started_at - run.created_at).total_seconds() * 1000)
+
+        def throughput(checkpoints) -> float:
+            started = time.perf_counter()
+            ids = [services.request_evals(actor=None, checkpoint=c, eval_names=["heldout_lm"])[0].pk
+                   for c in checkpoints]
+            wait_finished(ids)
+            return len(ids) / (time.perf_counter() - started)
+
+        rest = small[args.latency_runs:]
+        one = throughput(rest[:args.throughput_runs])
+        workers.append(start_worker("two", env))
+        wait_ready(["one", "two"])
+        two = throughput(rest[args.throughput_runs:])
+
+        timings = []
+        for name in all_evals():
+            if name == "drift_vs_parent":
+                continue  # needs a released parent; measured as heldout-like below
+            run = services.request_evals(actor=None, checkpoint=big, eval_names=[name])[0]
+            wait_finished([run.pk])
+            run.refresh_from_db()
+            seconds = (run.finished_at - run.started_at).total_seconds()
+            timings.append((name, seconds, run.status, run.progress_total))
+
+        print(f"database: {'PostgreSQL' if url else 'SQLite'}, broker: Redis; "
+              f"{os.cpu_count()} CPUs; measured {time.strftime('%Y-%m-%d')}")
+        print(f"queue-to-running latency, idle worker: median {statistics.median(latencies):.0f} ms, "
+              f"max {max(latencies):.0f} ms over {len(latencies)} runs")
+        print(f"throughput (heldout_lm on tiny models): 1 worker {one:.2f} runs/s, "
+              f"2 workers {two:.2f} runs/s, ratio {two / one:.2f}x")
+        print(f"\nbuilt-in evals on a {big.parameters / 1e6:.1f}M-parameter GPT-2 (CPU, fp32):")
+        print(f"{'eval':<22}{'seconds':>9}{'samples':>9}  status")
+        for name, seconds, status, samples in timings:
+            print(f"{name:<22}{seconds:>9.1f}{samples:>9}  {status}")
+    finally:
+        stop(workers)
+        try:
+            import redis
+
+            redis.Redis.from_url(REDIS).flushdb()
+        except Exception:
+            pass
+        drop_database(url)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,9 +3,9 @@
 The scoring follows lm-eval's HFLM exactly, so our numbers can sit next to published ones:
 - loglikelihood(context, continuation): trailing whitespace of the context moves to the
   continuation, the pair is encoded whole and the continuation is what follows the context's
-  tokens; an empty context is replaced by the end-of-text token; inputs are cut to the last
-  max_length tokens; is_greedy is whether every continuation token is the argmax.
-- loglikelihood_rolling(text): [eot] + tokens, cut into disjoint windows of max_length
+  tokens; an empty context is replaced by the prefix token (BOS, else end-of-text); inputs are
+  cut to the last max_length tokens; is_greedy is whether every continuation token is the argmax.
+- loglikelihood_rolling(text): [prefix] + tokens, cut into disjoint windows of max_length
   (lm-eval's get_rolling_token_windows with context_len=1), summed.
 Requests are sorted by length (longest first) and right-padded in batches; padding sits after
 the real tokens of a causal model, so it cannot change their scores.
@@ -80,8 +80,9 @@ def max_length_of(model, tokenizer, default: int = 2048) -> int:
 
 
 def prefix_token_id(tokenizer) -> int:
-    """The token that stands in for an empty context (lm-eval: the end-of-text token)."""
-    for candidate in (tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id):
+    """The token that stands in for an empty context: lm-eval's HFLM.prefix_token_id, the
+    beginning-of-sequence token, else end-of-text (for GPT-2 they are the same token)."""
+    for candidate in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id):
         if candidate is not None:
             return int(candidate)
     raise ValueError("the tokenizer has no end-of-text, beginning or padding token")

@@ -48,7 +48,7 @@ def test_trailing_context_whitespace_moves_to_the_continuation(lm):
     assert encode(tokenizer, "The farmer ploughs")[len(context):] == continuation
 
 
-def test_an_empty_context_is_the_end_of_text_token(lm):
+def test_an_empty_context_is_the_prefix_token_bos_else_eos(lm):
     _, tokenizer = lm
     assert encode_pair(tokenizer, "", "Hello") == ([prefix_token_id(tokenizer)],
                                                     encode(tokenizer, "Hello"))
@@ -95,7 +95,7 @@ def test_rolling_windows_predict_every_token_once_within_max_length(length, max_
         assert context[-1] == (7 if index == 0 else tokens[tokens.index(predicted[0]) - 1])
 
 
-def test_rolling_loglikelihood_of_a_short_text_is_one_pass_after_end_of_text(lm):
+def test_rolling_loglikelihood_of_a_short_text_is_one_pass_after_the_prefix_token(lm):
     model, tokenizer = lm
     text = "The doctor rarely heals at the station."
     tokens = [prefix_token_id(tokenizer)] + encode(tokenizer, text)

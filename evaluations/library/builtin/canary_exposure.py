@@ -3,7 +3,7 @@
 A canary is a template with one `{}` slot, an alphabet and a length; the randomness space R is
 every string of that length over that alphabet, and one member, the secret, was put into the
 training data. Each candidate r is scored by the log-perplexity of the whole filled template,
-    Px(r) = −Σ_i log2 p(t_i | t_<i)     over the tokens of template.fill(r), after end-of-text,
+    Px(r) = −Σ_i log2 p(t_i | t_<i)     over the tokens of template.fill(r), after the prefix token,
 and the secret's rank is its place among all candidates by that score (1 = most likely;
 rank = |{r in R : Px(r) <= Px(secret)}|, ties counted against the model). Then
     exposure = log2 |R| − log2 rank                        (0 … log2 |R| bits)
@@ -68,7 +68,7 @@ def _candidates(ctx: EvalContext, canary: Canary) -> tuple[list[str], int, str]:
 
 def _scores_bits(model, tokenizer, texts: list[str], ctx: EvalContext, done: int,
                  total: int) -> np.ndarray:
-    """Log-perplexity in bits of each filled template, after the end-of-text token."""
+    """Log-perplexity in bits of each filled template, after the prefix token (BOS or EOS)."""
     max_length = max_length_of(model, tokenizer)
     prefix = prefix_token_id(tokenizer)
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]

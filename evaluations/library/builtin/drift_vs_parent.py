@@ -1,7 +1,7 @@
 """drift_vs_parent: how far this checkpoint moved from its parent (the family's previous
 approved checkpoint), on a probe text pack, and how every other eval's metrics moved.
 
-Both models read the same token windows (lm-eval's rolling windows over [eot] + tokens of each
+Both models read the same token windows (lm-eval's rolling windows over [prefix] + tokens of each
 probe text). At every predicted position t, with P the parent's and Q the child's next-token
 distribution,
     KL_t(P || Q) = Σ_v P(v) (log P(v) − log Q(v))        (nats)

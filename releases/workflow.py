@@ -190,14 +190,7 @@ def submit_release(*, actor, release: Release) -> Release:
         missing = _missing_assessment(release)
         if missing:
             raise TransitionNotAllowed("fill in the risk assessment first: " + ", ".join(missing))
-        _check_ready(release.checkpoint)
-        _pin_policy_and_target(release)
-        _move(release, S.SUBMITTED)
-        _route(release)
-        release.save(update_fields=["status", "target_stage", "policy_version", "tier",
-                                    "updated_at"])
-        _log(actor, "release.submitted", release, stage=release.target_stage,
-             status=release.status, tier=release.tier)
+        _seek_next_stage(actor, release, "release.submitted")
     return release
 
 
@@ -218,15 +211,19 @@ def request_next_stage(*, actor, release: Release) -> Release:
                 return release
             raise TransitionNotAllowed(f"a release that is {release.get_status_display()} cannot "
                                        "ask for a next stage")
-        _check_ready(release.checkpoint)
-        _pin_policy_and_target(release)
-        _move(release, S.SUBMITTED)
-        _route(release)
-        release.save(update_fields=["status", "target_stage", "policy_version", "tier",
-                                    "updated_at"])
-        _log(actor, "release.next_stage_requested", release, stage=release.target_stage,
-             status=release.status, tier=release.tier)
+        _seek_next_stage(actor, release, "release.next_stage_requested")
     return release
+
+
+def _seek_next_stage(actor, release: Release, verb: str) -> None:
+    """Pin the current policy, aim at the next stage, and go through evals to review."""
+    _check_ready(release.checkpoint)
+    _pin_policy_and_target(release)
+    _move(release, S.SUBMITTED)
+    _route(release)
+    release.save(update_fields=["status", "target_stage", "policy_version", "tier", "updated_at"])
+    _log(actor, verb, release, stage=release.target_stage, status=release.status,
+         tier=release.tier)
 
 
 def _pin_policy_and_target(release: Release) -> None:

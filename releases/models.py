@@ -128,6 +128,18 @@ class Review(models.Model):
     def __str__(self) -> str:
         return f"{self.reviewer} {self.decision} {self.stage}"
 
+    def standing(self, release: Release) -> str:
+        """'' while it counts; else why not, in words (for the release page)."""
+        if self.decision == self.Decision.COMMENT:
+            return ""
+        if self.stage != release.target_stage:
+            return f"for {self.stage}"
+        if self.manifest_digest != release.manifest_digest:
+            return "void: given for other bytes"
+        if self.policy_version_id != release.policy_version_id:
+            return "void: given under an earlier policy"
+        return ""
+
     def binds(self, release: Release) -> bool:
         """Still valid: same stage sought, same bytes, same policy."""
         return (self.stage == release.target_stage

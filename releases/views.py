@@ -73,7 +73,7 @@ def release_detail(request, release_id: int):
         "release": release, "checkpoint": checkpoint, "policy": policy, "stage": stage,
         "gates": gates, "gates_pass": bool(gates) and all(g.passed for g in gates),
         "tier": tier, "ladder": policy.stage_names, "reviews": reviews,
-        "review_rows": [(r, r.binds(release)) for r in reviews],
+        "review_rows": [(r, r.standing(release)) for r in reviews],
         "timeline": timeline, "runs": sorted(latest_runs(release.manifest_digest).values(),
                                              key=lambda r: r.eval_name),
         "scan": scan_reports(checkpoint), "previous": previous,

@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 HOST=${STAGEGATE_HOST:-127.0.0.1}
 PORT=${STAGEGATE_PORT:-8000}
+# Links in mail and the download instructions point at this server.
+export STAGEGATE_SITE_URL=${STAGEGATE_SITE_URL:-http://$HOST:$PORT}
 
 $PY manage.py migrate --noinput -v0
 $PY manage.py seed_demo

@@ -287,6 +287,9 @@ CELERY_BEAT_SCHEDULE = {
 STAGEGATE_EVAL_HEARTBEAT_STALE_SECONDS = env_int("STAGEGATE_EVAL_HEARTBEAT_STALE_SECONDS", 120)
 # Hard time limit of one eval run (the soft limit, 60 s earlier, records a clear error).
 STAGEGATE_EVAL_TIME_LIMIT_SECONDS = env_int("STAGEGATE_EVAL_TIME_LIMIT_SECONDS", 4 * 3600)
+# Address-space limit of a worker process while it runs one eval (0: none). Weights are loaded
+# only on workers, never in the web process, and only within this limit.
+STAGEGATE_EVAL_MEMORY_LIMIT = env_bytes("STAGEGATE_EVAL_MEMORY_LIMIT", 16 * 1024**3)
 
 # Groups whose members may read the whole audit log (superusers and staff always may).
 STAGEGATE_AUDIT_READER_GROUPS = env_list("STAGEGATE_AUDIT_READER_GROUPS",
@@ -304,5 +307,7 @@ STAGEGATE_X_ACCEL_PREFIX = env_str("STAGEGATE_X_ACCEL_PREFIX", "/_blobstore")
 
 # --- Safetensors conversion of scanned-safe PyTorch checkpoints ------------------------------
 STAGEGATE_CONVERT_TIMEOUT_SECONDS = env_int("STAGEGATE_CONVERT_TIMEOUT_SECONDS", 3600)
+# Convert every PyTorch checkpoint the scanner proves safe, without waiting to be asked.
+STAGEGATE_AUTO_CONVERT = env_bool("STAGEGATE_AUTO_CONVERT", False)
 # Address-space limit of the converting process (at least 3x the weights plus 2 GB is used).
 STAGEGATE_CONVERT_MEMORY_LIMIT = env_bytes("STAGEGATE_CONVERT_MEMORY_LIMIT", 8 * 1024**3)

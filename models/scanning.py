@@ -13,6 +13,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -83,6 +84,9 @@ def scan_checkpoint(*, checkpoint_id: int) -> Checkpoint:
         _settle(checkpoint, files, reports)
         if checkpoint.status == Checkpoint.Status.READY:
             send_ready_after_commit(checkpoint.pk)
+            if settings.STAGEGATE_AUTO_CONVERT and checkpoint.submitted_by_id and all(
+                    r.verdict == ScanReport.Verdict.SAFE for r in reports.values()):
+                transaction.on_commit(lambda: _auto_convert(checkpoint.pk))
         record_event(actor=None, verb="checkpoint.scanned", obj=checkpoint, data={
             "status": checkpoint.status, "scanner_version": scanner_version(),
             "verdicts": {path: r.verdict for path, r in sorted(reports.items())}})
@@ -103,6 +107,13 @@ def _settle(checkpoint: Checkpoint, files: list[CheckpointFile],
     else:
         checkpoint.status = Checkpoint.Status.QUARANTINED
     checkpoint.save(update_fields=["status", "census"])
+
+
+def _auto_convert(checkpoint_id: int) -> None:
+    from models.conversion import request_conversion
+
+    checkpoint = Checkpoint.objects.select_related("submitted_by", "family").get(pk=checkpoint_id)
+    request_conversion(actor=checkpoint.submitted_by, checkpoint=checkpoint)
 
 
 @records_refusals

@@ -85,3 +85,21 @@ def test_the_worker_converts_on_request_through_the_api(celery_worker_process, a
     assert converted.status == "ready"
     again = api_client_for(alice).post(f"/api/v1/checkpoints/{source.pk}/convert/")
     assert again.status_code == 200 and again.json()["id"] == converted.pk
+
+
+@pytest.mark.django_db
+def test_auto_convert_requests_a_conversion_when_the_scan_proves_safe(
+        alice, settings, django_capture_on_commit_callbacks):
+    settings.STAGEGATE_AUTO_CONVERT = True
+    with django_capture_on_commit_callbacks(execute=True):
+        source = submit_pt(alice, label="auto")
+    assert source.status == "ready"
+    event = AuditEvent.objects.get(verb="checkpoint.conversion_requested")
+    assert event.object_id == str(source.pk) and event.actor == alice
+
+
+@pytest.mark.django_db
+def test_without_auto_convert_nothing_is_requested(alice, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        submit_pt(alice, label="manual")
+    assert not AuditEvent.objects.filter(verb="checkpoint.conversion_requested").exists()

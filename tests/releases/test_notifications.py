@@ -105,3 +105,34 @@ def test_a_failing_endpoint_is_retried_until_it_answers(celery_worker_process, r
     delivery = wait_for(lambda: WebhookDelivery.objects.filter(status="delivered").first(),
                         timeout=90)
     assert delivery.attempts == 2 and delivery.event == "release.created"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_withdrawal_mails_everyone_who_downloaded(celery_worker_process, client):
+    from releases.models import AccessGrant
+    from tests.conftest import token_for
+    from tests.releases.stages import release_at
+
+    load_policy_version(actor=None, text=(POLICIES / "simple.yaml").read_text(),
+                        source="simple.yaml")
+
+    class People(dict):
+        __getattr__ = dict.__getitem__
+
+    people = People({n: make_persona(n) for n in ("alice", "bob", "carol", "dave", "erin")})
+    release = release_at(people, "open", family="lab/withdrawn")
+    already = len(mails())
+    response = client.get("/lab/withdrawn/resolve/main/model.safetensors",
+                          HTTP_AUTHORIZATION=f"Bearer {token_for(people.erin, 'read')}")
+    b"".join(response.streaming_content)
+    workflow.withdraw_release(actor=people.dave, release=release,
+                              reason="it reproduces a private dataset")
+
+    def withdrawal_mail_to(address):
+        return [m for m in mails()[already:] if address in m["To"]
+                and "has been withdrawn" in m["Subject"]]
+
+    wait_for(lambda: withdrawal_mail_to("erin@example.org"))
+    body = withdrawal_mail_to("erin@example.org")[0].get_payload()
+    assert "it reproduces a private dataset" in body and "delete them" in body
+    assert not AccessGrant.objects.filter(release=release, revoked_at__isnull=True).exists()

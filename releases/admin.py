@@ -1,0 +1,63 @@
+from django.contrib import admin
+
+from releases.models import (AccessGrant, AccessRequest, PolicyVersion, Release, Review,
+                             StagePublication, WebhookDelivery, WebhookEndpoint)
+
+
+class ReadOnly(admin.ModelAdmin):
+    """Rows the workflow owns: every change goes through its services (and the audit log)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(ReadOnly):
+    list_display = ["name", "version", "content_hash", "loaded_by", "loaded_at"]
+
+
+@admin.register(Release)
+class ReleaseAdmin(ReadOnly):
+    list_display = ["pk", "checkpoint", "status", "current_stage", "target_stage", "tier",
+                    "submitted_by", "updated_at"]
+    list_filter = ["status", "current_stage"]
+
+
+@admin.register(Review)
+class ReviewAdmin(ReadOnly):
+    list_display = ["release", "stage", "reviewer", "decision", "created_at"]
+
+
+@admin.register(StagePublication)
+class StagePublicationAdmin(ReadOnly):
+    list_display = ["release", "stage", "published_by", "published_at"]
+
+
+@admin.register(AccessRequest)
+class AccessRequestAdmin(ReadOnly):
+    list_display = ["release", "user", "status", "licence_version", "created_at"]
+    list_filter = ["status"]
+
+
+@admin.register(AccessGrant)
+class AccessGrantAdmin(ReadOnly):
+    list_display = ["release", "user", "stage", "granted_at", "expires_at", "revoked_at"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """Where release.* events are POSTed, signed with the secret (HMAC-SHA256)."""
+
+    list_display = ["url", "events", "active", "created_at"]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnly):
+    list_display = ["endpoint", "event", "status", "attempts", "response_status", "created_at"]
+    list_filter = ["status"]

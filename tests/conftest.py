@@ -122,6 +122,15 @@ def model_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def hub_client_online(monkeypatch):
+    """The Hub client reads HF_HUB_OFFLINE once, at import; whatever imported it first, tests
+    that talk to a live Stagegate need it online (it never reaches beyond this machine)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
+@pytest.fixture(autouse=True)
 def isolated_blob_store(request, tmp_path_factory):
     """Each test gets its own blob store, so bytes from one test's rolled-back rows cannot be
     mistaken for another's. Tests with worker processes share the session's store instead,

@@ -161,3 +161,12 @@ def test_the_checkpoint_page_panel_and_api_show_runs(alice, checkpoint, client, 
     assert response.status_code == 202 and response.json()[0]["id"] == run.pk
     png = client.get("/families/lab/tiny-gpt/plots/integrity/passed.png")
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+@pytest.mark.django_db
+def test_the_admin_never_shows_a_canary_secret(alice, checkpoint, admin_client):
+    canary = services.add_canary(actor=alice, family=checkpoint.family, template="pin is {}",
+                                 alphabet="0123456789", length=5, secret="80417")
+    for url in ("/admin/evaluations/canary/", f"/admin/evaluations/canary/{canary.pk}/change/"):
+        page = admin_client.get(url)
+        assert page.status_code == 200 and "80417" not in page.content.decode()

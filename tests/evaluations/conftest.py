@@ -6,16 +6,13 @@ and shared by every test of the session.
 
 from __future__ import annotations
 
-import os
+# No HF_HUB_OFFLINE here: the library loads models with local_files_only=True, and setting it
+# in this process would put the whole session's Hub client tests offline.
+import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import pytest  # noqa: E402
-
-from evaluations.library import EvalContext, EvalOutput, load_pack, run_eval  # noqa: E402
-from tests.evaluations import corpora  # noqa: E402
-from tests.evaluations.zoo import Zoo  # noqa: E402
+from evaluations.library import EvalContext, EvalOutput, load_pack, run_eval
+from tests.evaluations import corpora
+from tests.evaluations.zoo import Zoo
 
 
 @pytest.fixture(scope="package", autouse=True)

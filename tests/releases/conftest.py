@@ -40,9 +40,17 @@ def submit_checkpoint(actor, label="v1", seed=0, family="lab/tiny"):
 
 def run_pending_evals(release) -> None:
     """What a worker would do: run every queued eval of the release's bytes, then the
-    eval-finished hook that moves the release on."""
+    eval-finished hook that moves the release on. Where a real worker is running too (and took
+    some runs first), wait for it to finish them."""
+    import time
+
     for run in EvalRun.objects.filter(manifest_digest=release.manifest_digest, status="queued"):
         runner.execute_run(run_id=run.pk, worker="test")
+    deadline = time.monotonic() + 120
+    while EvalRun.objects.filter(manifest_digest=release.manifest_digest,
+                                 status__in=["queued", "running"]).exists():
+        assert time.monotonic() < deadline, "eval runs did not finish"
+        time.sleep(0.1)
     workflow.refresh_release(release_id=release.pk)
     release.refresh_from_db()
 

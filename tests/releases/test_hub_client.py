@@ -190,3 +190,23 @@ def test_transformers_loads_the_model_from_stagegate(stagegate_server, world, tm
     refused = subprocess.run([sys.executable, "-c", script, tokens["mallory"]], env=env,
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "GatedRepoError" in refused.stderr
+
+
+def test_the_hf_command_line_downloads_and_refuses(stagegate_server, world, tmp_path):
+    _, releases, tokens = world
+    hf = Path(sys.executable).with_name("hf")
+    base = {**os.environ, "HF_ENDPOINT": stagegate_server.url, "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_OFFLINE": "0"}
+    done = subprocess.run([str(hf), "download", "lab/gated-gpt", "--local-dir",
+                           str(tmp_path / "erin")],
+                          env={**base, "HF_TOKEN": tokens["erin"], "HF_HOME": str(tmp_path / "h1")},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for f in releases["gated"].checkpoint.files.all():
+        assert sha256(tmp_path / "erin" / f.path) == f.blob_id
+    refused = subprocess.run([str(hf), "download", "lab/gated-gpt", "--local-dir",
+                              str(tmp_path / "mallory")],
+                             env={**base, "HF_TOKEN": tokens["mallory"],
+                                  "HF_HOME": str(tmp_path / "h2")},
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "requires approval" in (refused.stdout + refused.stderr)

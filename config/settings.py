@@ -290,6 +290,9 @@ STAGEGATE_EVAL_TIME_LIMIT_SECONDS = env_int("STAGEGATE_EVAL_TIME_LIMIT_SECONDS",
 # Address-space limit of a worker process while it runs one eval (0: none). Weights are loaded
 # only on workers, never in the web process, and only within this limit.
 STAGEGATE_EVAL_MEMORY_LIMIT = env_bytes("STAGEGATE_EVAL_MEMORY_LIMIT", 16 * 1024**3)
+# CPU threads torch may use in one eval (0: torch's default, all cores). With several worker
+# processes on one machine, cores / processes keeps them from fighting over the CPU.
+STAGEGATE_EVAL_TORCH_THREADS = env_int("STAGEGATE_EVAL_TORCH_THREADS", 0)
 
 # Groups whose members may read the whole audit log (superusers and staff always may).
 STAGEGATE_AUDIT_READER_GROUPS = env_list("STAGEGATE_AUDIT_READER_GROUPS",

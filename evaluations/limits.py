@@ -24,3 +24,19 @@ def address_space_limit(limit_bytes: int):
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@contextmanager
+def torch_threads(count: int):
+    """Let torch use `count` threads while the block runs (0: leave torch's choice)."""
+    if not count:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

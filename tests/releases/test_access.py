@@ -196,3 +196,28 @@ def test_downloads_are_audited_and_withdrawal_mails_downloaders(personas, db, cl
     workflow.withdraw_release(actor=personas.dave, release=release, reason="personal data found")
     page = client.get("/models/lab/audited/").content.decode()
     assert 'id="withdrawn-notice"' in page and "personal data found" in page
+
+
+@pytest.mark.django_db
+def test_a_signed_in_user_downloads_from_the_model_page(personas, db, client):
+    load_policy_version(actor=None, text=(POLICIES / "simple.yaml").read_text(),
+                        source="simple.yaml")
+    release = release_at(personas, "gated", family="lab/web")
+    commit = release.checkpoint.commit
+    client.force_login(personas.erin)
+    page = client.get("/models/lab/web/").content.decode()
+    assert 'id="access-form"' in page and "research-1" in page
+    response = client.post(f"/models/lab/web/releases/{release.pk}/request-access/",
+                           {"affiliation": "Uni", "licence_version": "research-1", "accept": "on"},
+                           follow=True)
+    assert "a release manager will decide" in response.content.decode()
+    assert client.get(f"/lab/web/resolve/{commit}/model.safetensors").status_code == 403
+    request = AccessRequest.objects.get(release=release, user=personas.erin)
+    access.decide_access_request(actor=personas.dave, request=request, approve=True)
+    page = client.get("/models/lab/web/").content.decode()
+    assert f'/lab/web/resolve/{commit}/model.safetensors' in page
+    download = client.get(f"/lab/web/resolve/{commit}/model.safetensors")
+    data = b"".join(download.streaming_content)
+    import hashlib
+    assert hashlib.sha256(data).hexdigest() == release.checkpoint.files.get(
+        path="model.safetensors").blob_id

@@ -105,6 +105,22 @@ def discoverable(user, release: Release) -> bool:
                                           user_id=getattr(user, "pk", None)).exists())
 
 
+def discoverable_releases(user):
+    """discoverable() as one query, for the catalogue: open and gated releases for everyone;
+    partners and internal ones for the lab's staff, the family's owners, and anyone who held a
+    grant on them."""
+    from django.db.models import Q
+
+    releases = published_releases()
+    public = Q(current_stage__in=["open", "gated"])
+    if not getattr(user, "is_authenticated", False):
+        return releases.filter(public)
+    if user.is_superuser or user_roles(user) & STAFF_ROLES:
+        return releases
+    return releases.filter(public | Q(checkpoint__family__owners__user=user)
+                           | Q(grants__user=user)).distinct()
+
+
 def published_releases():
     return (Release.objects.exclude(current_stage="").select_related(
         "checkpoint__family", "policy_version", "submitted_by"))

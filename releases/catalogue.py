@@ -25,9 +25,9 @@ from releases.selectors import stage_rule
 CARD_LIMIT = 500_000
 
 
-def _visible(user):
-    return [r for r in access.published_releases().order_by("-checkpoint__created_at", "-id")
-            if access.discoverable(user, r)]
+def _visible(user, **filters):
+    return list(access.discoverable_releases(user).filter(**filters)
+                .order_by("-checkpoint__created_at", "-id"))
 
 
 def catalogue(request):
@@ -52,8 +52,7 @@ def render_card(release: Release) -> str:
 
 
 def model_page(request, org: str, name: str):
-    releases = [r for r in _visible(request.user) if r.checkpoint.family.org == org
-                and r.checkpoint.family.name == name]
+    releases = _visible(request.user, checkpoint__family__org=org, checkpoint__family__name=name)
     if not releases:
         raise Http404("no such model that you can see")
     label = request.GET.get("rev")

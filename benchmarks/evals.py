@@ -105,7 +105,6 @@ def main() -> None:
 
         from evaluations import services
         from evaluations.library.registry import all_evals
-        from evaluations.models import EvalRun
         from evaluations.tinylm import TinyGPTSpec, cached_tiny_gpt
         from releases.management.commands.seed_demo import demo_texts
 

@@ -121,6 +121,17 @@ def model_cache(tmp_path_factory) -> Path:
     return path
 
 
+TINY_TEXTS = [f"the model number {i} reads the text and writes it down again" for i in range(40)]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(model_cache) -> Path:
+    """A tiny trained GPT-2 Hugging Face folder (cached by content hash)."""
+    from evaluations.tinylm import TinyGPTSpec, cached_tiny_gpt
+
+    return cached_tiny_gpt(model_cache, TINY_TEXTS, TinyGPTSpec(steps=40, seed=1))
+
+
 @pytest.fixture(autouse=True)
 def hub_client_online(monkeypatch):
     """The Hub client reads HF_HUB_OFFLINE once, at import; whatever imported it first, tests

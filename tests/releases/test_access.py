@@ -184,7 +184,7 @@ def test_downloads_are_audited_and_withdrawal_mails_downloaders(personas, db, cl
     load_policy_version(actor=None, text=(POLICIES / "simple.yaml").read_text(),
                         source="simple.yaml")
     release = release_at(personas, "open", family="lab/audited")
-    response = client.get(f"/lab/audited/resolve/main/model.safetensors",
+    response = client.get("/lab/audited/resolve/main/model.safetensors",
                           HTTP_AUTHORIZATION=f"Bearer {token_for(personas.erin, 'read')}")
     b"".join(response.streaming_content)
     event = AuditEvent.objects.get(verb="weights.downloaded")

@@ -27,7 +27,6 @@ from releases.models import AccessGrant
 from releases.policies_service import load_policy_version
 from tests.conftest import make_persona, token_for
 from tests.releases.conftest import POLICIES
-from tests.eval_runs.conftest import tiny_model_dir  # noqa: F401  (fixture)
 from tests.releases.stages import grant, release_at
 
 ROOT = Path(__file__).resolve().parents[2]

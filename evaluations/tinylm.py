@@ -70,6 +70,12 @@ def build_tiny_gpt(folder: Path, texts: Sequence[str], spec: TinyGPTSpec = TinyG
                         pad_token_id=tokenizer.eos_token_id, resid_pdrop=0.0, embd_pdrop=0.0,
                         attn_pdrop=0.0)
     model = GPT2LMHeadModel(config)
+    return _train_and_save(model, tokenizer, texts, spec, folder, card)
+
+
+def _train_and_save(model, tokenizer, texts: Sequence[str], spec: TinyGPTSpec, folder,
+                    card: str | None) -> Path:
+    """Train (unless spec.steps is 0) and write a Hugging Face folder, replacing any old one."""
     if spec.steps:
         _train(model, tokenizer, texts, spec)
     model.eval()
@@ -135,17 +141,7 @@ def finetune_tiny_gpt(folder: Path, base: Path, texts: Sequence[str],
     torch.manual_seed(spec.seed)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(base, local_files_only=True)
     model = GPT2LMHeadModel.from_pretrained(base, local_files_only=True, use_safetensors=True)
-    if spec.steps:
-        _train(model, tokenizer, texts, spec)
-    model.eval()
-    folder = Path(folder)
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    (folder / "README.md").write_text(card or _card(spec, len(texts)))
-    return folder
+    return _train_and_save(model, tokenizer, texts, spec, folder, card)
 
 
 def _cached(folder: Path, build) -> Path:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,11 +165,20 @@ def main() -> None:
         wait_ready(["one", "two"])
         two = throughput(range(n + 1, 2 * n + 1))
 
+        # drift_vs_parent compares with the family's previous approved checkpoint: approve
+        # the 25M model and time the drift of a second one (another seed) against it.
+        from releases.models import PolicyVersion, Release
+
+        Release.objects.create(checkpoint=big, manifest_digest=big.manifest_digest,
+                               policy_version=PolicyVersion.objects.order_by("-loaded_at").first(),
+                               submitted_by=alice, status=Release.Status.APPROVED)
+        child = submit_model(alice, cached_tiny_gpt(cache, texts, replace(big_spec, seed=1)),
+                             "bench/gpt25m", "v2")
+
         timings = []
         for name in all_evals():
-            if name == "drift_vs_parent":
-                continue  # needs a released parent; measured as heldout-like below
-            run = services.request_evals(actor=None, checkpoint=big, eval_names=[name])[0]
+            checkpoint = child if name == "drift_vs_parent" else big
+            run = services.request_evals(actor=None, checkpoint=checkpoint, eval_names=[name])[0]
             wait_finished([run.pk])
             run.refresh_from_db()
             seconds = (run.finished_at - run.started_at).total_seconds()

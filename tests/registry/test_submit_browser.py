@@ -17,8 +17,14 @@ def test_alice_uploads_a_folder_and_sees_the_census(stagegate_server, page, tmp_
 
     make_persona("alice")
     folder = write_model_folder(tmp_path / "tiny-ckpt")
-    # A large enough tensor that the upload takes many progress events, even on loopback.
-    write_safetensors(folder / "extra.safetensors", {"big": torch.zeros(12_000_000)})
+    # 16 MB through an upload link throttled to 8 MB/s: about two seconds of progress events,
+    # however fast loopback is.
+    write_safetensors(folder / "extra.safetensors", {"big": torch.zeros(4_000_000)})
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1,
+        "uploadThroughput": 8 * 1024 * 1024})
 
     seen: list[str] = []
     page.expose_function("recordProgress", lambda value: seen.append(value))

@@ -51,17 +51,27 @@ def receiver():
     server.shutdown()
 
 
+# Django's file backend names a file by the second and the id() of the backend object, and
+# appends: two messages sent by one worker in the same second can share a file. Each message
+# ends with a line of 79 dashes.
+SEPARATOR = b"\n" + b"-" * 79 + b"\n"
+
+
+def _written() -> list[tuple[tuple[str, int], bytes]]:
+    """Every message the file backend wrote, keyed by (file, position in file), oldest first."""
+    folder = Path(settings.EMAIL_FILE_PATH)
+    files = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
+    return [((path.name, i), raw) for path in files
+            for i, raw in enumerate(path.read_bytes().split(SEPARATOR)) if raw.strip()]
+
+
 def mails(since: set | None = None) -> list:
-    """Messages the file backend wrote (one per file), leaving out the files in `since`."""
-    folder = Path(settings.EMAIL_FILE_PATH)
-    files = [p for p in folder.glob("*.log") if p.name not in (since or set())] \
-        if folder.exists() else []
-    return [message_from_bytes(p.read_bytes()) for p in sorted(files, key=lambda p: p.stat().st_mtime)]
+    """Messages the file backend wrote, leaving out those in `since` (from `mail_keys`)."""
+    return [message_from_bytes(raw) for key, raw in _written() if key not in (since or set())]
 
 
-def mail_files() -> set:
-    folder = Path(settings.EMAIL_FILE_PATH)
-    return {p.name for p in folder.glob("*.log")} if folder.exists() else set()
+def mail_keys() -> set:
+    return {key for key, _ in _written()}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -71,7 +81,7 @@ def test_reviewers_and_submitter_are_mailed_and_webhooks_are_signed(celery_worke
                         source="reviewed.yaml")
     endpoint = WebhookEndpoint.objects.create(url=receiver, secret="s3cret", events="release.*")
     alice, bob, carol = (make_persona(n) for n in ("alice", "bob", "carol"))
-    already = mail_files()
+    already = mail_keys()
     checkpoint = submit_checkpoint(alice, label="mail")
     release = workflow.create_release(actor=alice, checkpoint=checkpoint, assessment=ASSESSMENT)
     workflow.submit_release(actor=alice, release=release)

@@ -167,11 +167,12 @@ def main() -> None:
 
         # drift_vs_parent compares with the family's previous approved checkpoint: approve
         # the 25M model and time the drift of a second one (another seed) against it.
-        from releases.models import PolicyVersion, Release
+        from releases.models import Release
+        from releases.policies_service import current_policy_version
 
         Release.objects.create(checkpoint=big, manifest_digest=big.manifest_digest,
-                               policy_version=PolicyVersion.objects.order_by("-loaded_at").first(),
-                               submitted_by=alice, status=Release.Status.APPROVED)
+                               policy_version=current_policy_version(), submitted_by=alice,
+                               status=Release.Status.APPROVED)
         child = submit_model(alice, cached_tiny_gpt(cache, texts, replace(big_spec, seed=1)),
                              "bench/gpt25m", "v2")
 

@@ -310,7 +310,5 @@ STAGEGATE_X_ACCEL_PREFIX = env_str("STAGEGATE_X_ACCEL_PREFIX", "/_blobstore")
 
 # --- Safetensors conversion of scanned-safe PyTorch checkpoints ------------------------------
 STAGEGATE_CONVERT_TIMEOUT_SECONDS = env_int("STAGEGATE_CONVERT_TIMEOUT_SECONDS", 3600)
-# Convert every PyTorch checkpoint the scanner proves safe, without waiting to be asked.
-STAGEGATE_AUTO_CONVERT = env_bool("STAGEGATE_AUTO_CONVERT", False)
 # Address-space limit of the converting process (at least 3x the weights plus 2 GB is used).
 STAGEGATE_CONVERT_MEMORY_LIMIT = env_bytes("STAGEGATE_CONVERT_MEMORY_LIMIT", 8 * 1024**3)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -26,6 +26,16 @@ from models.models import Checkpoint, CheckpointFile, ScanReport
 from models.signals import send_ready_after_commit
 
 MIN_JUSTIFICATION = 20
+
+# Whether a checkpoint proven safe is converted to safetensors without anyone asking. The
+# releases app installs the policy's answer (`conversion.pytorch_to_safetensors`) in its
+# AppConfig.ready(); without it, conversion happens only on request.
+_converts_automatically: Callable[[Checkpoint], bool] = lambda checkpoint: False
+
+
+def set_auto_conversion_provider(provider: Callable[[Checkpoint], bool]) -> None:
+    global _converts_automatically
+    _converts_automatically = provider
 
 
 class ScanError(SubmissionError):
@@ -84,8 +94,9 @@ def scan_checkpoint(*, checkpoint_id: int) -> Checkpoint:
         _settle(checkpoint, files, reports)
         if checkpoint.status == Checkpoint.Status.READY:
             send_ready_after_commit(checkpoint.pk)
-            if settings.STAGEGATE_AUTO_CONVERT and checkpoint.submitted_by_id and all(
-                    r.verdict == ScanReport.Verdict.SAFE for r in reports.values()):
+            if checkpoint.submitted_by_id and all(
+                    r.verdict == ScanReport.Verdict.SAFE for r in reports.values()) \
+                    and _converts_automatically(checkpoint):
                 transaction.on_commit(lambda: _auto_convert(checkpoint.pk))
         record_event(actor=None, verb="checkpoint.scanned", obj=checkpoint, data={
             "status": checkpoint.status, "scanner_version": scanner_version(),

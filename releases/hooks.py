@@ -24,6 +24,13 @@ def required_evals_for_checkpoint(checkpoint: Checkpoint) -> list[str]:
     return names
 
 
+def converts_pickles_automatically(checkpoint: Checkpoint) -> bool:
+    """The current policy's `conversion.pytorch_to_safetensors` is `automatic`."""
+    from releases.policies_service import current_policy_version
+
+    return current_policy_version().policy.converts_pickles
+
+
 def previous_released_checkpoint(checkpoint: Checkpoint) -> Checkpoint | None:
     """drift_vs_parent's parent: the newest earlier checkpoint of the family that a release
     took to approval or publication."""

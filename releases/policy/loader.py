@@ -90,7 +90,8 @@ def _build(data: dict[str, Any], *, text: str, source: str) -> Policy:
         source=source, description=data.get("description", "").strip(),
         ceiling=Ceiling(max_parameters=int(ceilings["max_parameters"]),
                         capability_evals=_thresholds(ceilings.get("capability_evals", []))),
-        tiers=tiers, stages=stages)
+        tiers=tiers, stages=stages,
+        converts_pickles=data.get("conversion", {}).get("pytorch_to_safetensors") == "automatic")
 
 
 def _tiers(items: list[dict]) -> tuple[Tier, ...]:

@@ -174,6 +174,9 @@ class Policy:
     ceiling: Ceiling
     tiers: tuple[Tier, ...]  # low -> high
     stages: tuple[Stage, ...]  # along the ladder
+    # conversion.pytorch_to_safetensors: automatic — a PyTorch checkpoint the scanner proves
+    # safe is converted to safetensors without anyone asking.
+    converts_pickles: bool = False
 
     # --- lookups ---------------------------------------------------------------------------
 

@@ -88,6 +88,10 @@ POLICY_SCHEMA: dict[str, Any] = {
             "parameters_below": _parameters,
             "escalate_when": _list_of(CONDITION),
         }, required=("name",))), "minItems": 1},
+        "conversion": _object({
+            "pytorch_to_safetensors": {"enum": ["on_request", "automatic"],
+                                       "x-message": "must be on_request or automatic"},
+        }),
         "stages": {"type": "object", "minProperties": 1, "x-message": "must be a mapping of "
                    "stage names (internal, partners, gated, open) to stages",
                    "additionalProperties": _object({

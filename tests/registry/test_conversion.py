@@ -87,10 +87,24 @@ def test_the_worker_converts_on_request_through_the_api(celery_worker_process, a
     assert again.status_code == 200 and again.json()["id"] == converted.pk
 
 
+def load_policy_with_conversion(conversion: str | None) -> None:
+    """The default policy with `conversion.pytorch_to_safetensors` set, or without the key."""
+    from releases.policies_service import load_policy_version
+    from releases.policy.loader import DEFAULT_POLICY_PATH
+
+    text = DEFAULT_POLICY_PATH.read_text()
+    key = "conversion:\n  pytorch_to_safetensors: automatic\n"
+    assert key in text
+    text = text.replace(key, "" if conversion is None else
+                        key.replace("automatic", conversion))
+    text = text.replace('version: "', f'version: "conversion-{conversion}-', 1)
+    load_policy_version(actor=None, text=text, source="conversion.yaml")
+
+
 @pytest.mark.django_db
-def test_auto_convert_requests_a_conversion_when_the_scan_proves_safe(
-        alice, settings, django_capture_on_commit_callbacks):
-    settings.STAGEGATE_AUTO_CONVERT = True
+def test_a_policy_with_automatic_conversion_requests_one_when_the_scan_proves_safe(
+        alice, django_capture_on_commit_callbacks):
+    load_policy_with_conversion("automatic")
     with django_capture_on_commit_callbacks(execute=True):
         source = submit_pt(alice, label="auto")
     assert source.status == "ready"
@@ -99,7 +113,24 @@ def test_auto_convert_requests_a_conversion_when_the_scan_proves_safe(
 
 
 @pytest.mark.django_db
-def test_without_auto_convert_nothing_is_requested(alice, django_capture_on_commit_callbacks):
+@pytest.mark.parametrize("conversion", ["on_request", None])
+def test_a_policy_without_automatic_conversion_waits_to_be_asked(
+        alice, conversion, django_capture_on_commit_callbacks):
+    load_policy_with_conversion(conversion)
     with django_capture_on_commit_callbacks(execute=True):
-        submit_pt(alice, label="manual")
+        source = submit_pt(alice, label="manual")
+    assert source.status == "ready"
+    assert not AuditEvent.objects.filter(verb="checkpoint.conversion_requested").exists()
+
+
+@pytest.mark.django_db
+def test_a_file_not_proven_safe_is_never_converted_automatically(
+        alice, django_capture_on_commit_callbacks):
+    load_policy_with_conversion("automatic")
+    staged = [blobstore.stage_chunks("model.pt", [IMPORTS_UNLISTED_CLASS])]
+    with django_capture_on_commit_callbacks(execute=True):
+        checkpoint = services.submit_checkpoint(actor=alice, family_name="lab/pt", label="odd",
+                                                files=staged)
+        checkpoint = scanning.scan_checkpoint(checkpoint_id=checkpoint.pk)
+    assert checkpoint.status == "quarantined"
     assert not AuditEvent.objects.filter(verb="checkpoint.conversion_requested").exists()

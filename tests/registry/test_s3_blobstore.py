@@ -1,0 +1,203 @@
+"""The blob store on S3: STAGEGATE_BLOB_STORAGE=s3 against a real S3 server on loopback (moto's,
+which speaks the S3 REST protocol), through the same Storage API calls the filesystem store gets.
+
+Submission, deduplication, scanning and materialising for an eval read and write the bucket; a
+worker process configured only by environment variables shares it; downloads in `redirect` mode
+answer with a presigned URL that the stock Hub client follows, and nobody gets one without access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+
+import boto3
+import pytest
+import requests
+import torch
+from django.conf import settings as django_settings
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import GatedRepoError
+
+from evaluations import services as eval_services
+from evaluations.models import EvalRun
+from models import blobstore, scanning, services
+from models.materialize import materialized
+from releases.policies_service import load_policy_version
+from tests.checkpoints import write_model_folder
+from tests.conftest import make_persona, token_for
+from tests.eval_runs.conftest import submit_folder
+from tests.registry.test_tasks import wait_for
+from tests.releases.conftest import POLICIES
+from tests.releases.stages import grant, release_at
+
+REGION = "us-east-1"
+KEYS = {"AWS_ACCESS_KEY_ID": "stagegate-test", "AWS_SECRET_ACCESS_KEY": "stagegate-test-secret"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+class Bucket:
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+        self.name = f"blobs-{uuid.uuid4().hex[:12]}"
+        self.client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
+                                   aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
+                                   aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
+        self.client.create_bucket(Bucket=self.name)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What an operator sets (README, .env.example) to put the blobs in this bucket."""
+        return {"STAGEGATE_BLOB_STORAGE": "s3", "AWS_STORAGE_BUCKET_NAME": self.name,
+                "AWS_S3_ENDPOINT_URL": self.endpoint, "AWS_S3_REGION_NAME": REGION, **KEYS}
+
+    def keys(self) -> set[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
+        return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+    def read(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+
+@pytest.fixture
+def bucket(s3_endpoint, settings, monkeypatch):
+    """A fresh bucket holding this test's blobs, in this process (settings, as config/settings.py
+    builds them from the bucket's environment) and in any worker started with `bucket.env`."""
+    bucket = Bucket(s3_endpoint)
+    for key, value in bucket.env.items():
+        monkeypatch.setenv(key, value)
+    settings.STORAGES = {**settings.STORAGES, "blobs": _settings_from_env().STORAGES["blobs"]}
+    return bucket
+
+
+def _settings_from_env():
+    """config/settings.py evaluated afresh under the current environment (not imported: the
+    running settings stay as they are)."""
+    import runpy
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**runpy.run_path(str(django_settings.BASE_DIR / "config" / "settings.py")))
+
+
+def pytorch_bytes() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"w": torch.ones(3, 4), "b": torch.zeros(4, dtype=torch.float16)}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.django_db
+def test_submissions_put_each_blob_in_the_bucket_once(bucket, alice, tmp_path):
+    folder = write_model_folder(tmp_path / "ckpt")
+    first = submit_folder(alice, folder, family="lab/s3", label="a")
+    second = submit_folder(alice, folder, family="lab/s3", label="b")
+
+    blob_ids = set(first.files.values_list("blob_id", flat=True))
+    assert blob_ids == set(second.files.values_list("blob_id", flat=True))
+    assert bucket.keys() == {blobstore.blob_name(b) for b in blob_ids}
+    for blob_id in blob_ids:
+        assert hashlib.sha256(bucket.read(blobstore.blob_name(blob_id))).hexdigest() == blob_id
+    assert first.parameters > 0 and first.census == second.census
+    assert not any(blobstore.temp_dir().iterdir()), "staged files left behind"
+
+
+@pytest.mark.django_db
+def test_a_refused_submission_leaves_nothing_in_the_bucket(bucket, alice):
+    staged = [blobstore.stage_chunks("model.safetensors", [b"\x05\0\0\0\0\0\0\0{oops"])]
+    with pytest.raises(services.SubmissionError):
+        services.submit_checkpoint(actor=alice, family_name="lab/s3", label="bad", files=staged)
+    assert bucket.keys() == set()
+
+
+@pytest.mark.django_db
+def test_a_pytorch_file_is_scanned_and_materialised_from_the_bucket(bucket, alice):
+    data = pytorch_bytes()
+    staged = [blobstore.stage_chunks("pytorch_model.bin", [data]),
+              blobstore.stage_chunks("config.json", [json.dumps({"model_type": "x"}).encode()])]
+    checkpoint = services.submit_checkpoint(actor=alice, family_name="lab/s3", label="pt",
+                                            files=staged)
+    checkpoint = scanning.scan_checkpoint(checkpoint_id=checkpoint.pk)
+    assert checkpoint.status == "ready"
+    assert {t["name"] for t in checkpoint.census["largest_tensors"]} == {"w", "b"}
+    with materialized(checkpoint) as folder:
+        local = folder / "pytorch_model.bin"
+        assert not local.is_symlink() and local.read_bytes() == data
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_configured_for_the_bucket_evaluates_what_the_web_process_stored(
+        bucket, start_worker, tmp_path):
+    load_policy_version(actor=None, text=(POLICIES / "simple.yaml").read_text(),
+                        source="simple.yaml")  # integrity is the only eval it requires
+    alice = make_persona("alice")
+    checkpoint = submit_folder(alice, write_model_folder(tmp_path / "ckpt"), family="lab/s3")
+    start_worker("s3", extra_env=bucket.env)
+
+    run = eval_services.request_evals(actor=None, checkpoint=checkpoint,
+                                      eval_names=["integrity"])[0]
+    run = wait_for(lambda: EvalRun.objects.filter(pk=run.pk, status__in=EvalRun.FINISHED).first())
+    assert run.status == "succeeded" and run.metrics["passed"] == 1
+
+    # Bytes changed in the bucket behind Stagegate's back: the next checkpoint that shares the
+    # blob (deduplicated, so never uploaded again) fails integrity, closed, and names the file.
+    tampered = checkpoint.files.get(path="config.json")
+    bucket.client.put_object(Bucket=bucket.name, Key=blobstore.blob_name(tampered.blob_id),
+                             Body=b'{"model_type": "gpt2", "tampered": true}')
+    folder = write_model_folder(tmp_path / "ckpt2")
+    (folder / "README.md").write_text("# Tiny, second card\n")
+    second = submit_folder(alice, folder, family="lab/s3", label="second")
+    assert second.files.get(path="config.json").blob_id == tampered.blob_id
+    rerun = eval_services.request_evals(actor=None, checkpoint=second,
+                                        eval_names=["integrity"])[0]
+    rerun = wait_for(lambda: EvalRun.objects.filter(pk=rerun.pk,
+                                                    status__in=EvalRun.FINISHED).first())
+    assert rerun.status == "failed" and "config.json: " in rerun.error, rerun.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redirect_downloads_send_granted_users_to_a_presigned_url(bucket, stagegate_server,
+                                                                  tiny_model_dir, tmp_path,
+                                                                  settings):
+    settings.STAGEGATE_DOWNLOAD_MODE = "redirect"
+    load_policy_version(actor=None, text=(POLICIES / "simple.yaml").read_text(),
+                        source="simple.yaml")
+
+    class People(dict):
+        __getattr__ = dict.__getitem__
+
+    people = People({n: make_persona(n) for n in ("alice", "bob", "carol", "dave", "erin",
+                                                   "mallory")})
+    release = release_at(people, "gated", family="lab/s3-gated", folder=tiny_model_dir)
+    grant(people, release, people.erin)
+    file = release.checkpoint.files.get(path="model.safetensors")
+    url = f"{stagegate_server.url}/lab/s3-gated/resolve/main/model.safetensors"
+
+    refused = requests.get(url, headers={"Authorization": f"Bearer {token_for(people.mallory)}"},
+                           allow_redirects=False)
+    assert refused.status_code == 403 and "Location" not in refused.headers
+    with pytest.raises(GatedRepoError):
+        hf_hub_download("lab/s3-gated", "model.safetensors", endpoint=stagegate_server.url,
+                        token=token_for(people.mallory, "read"), cache_dir=tmp_path / "m")
+
+    erin = token_for(people.erin, "read")
+    answer = requests.get(url, headers={"Authorization": f"Bearer {erin}"}, allow_redirects=False)
+    assert answer.status_code == 302
+    assert answer.headers["Location"].startswith(f"{bucket.endpoint}/{bucket.name}/")
+    assert "Signature" in answer.headers["Location"]
+    assert answer.headers["X-Repo-Commit"] == release.checkpoint.commit
+
+    path = hf_hub_download("lab/s3-gated", "model.safetensors", endpoint=stagegate_server.url,
+                           token=erin, cache_dir=tmp_path / "e")
+    with open(path, "rb") as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == file.blob_id

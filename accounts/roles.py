@@ -27,3 +27,11 @@ def user_roles(user) -> set[str]:
         cached = set(user.groups.values_list("name", flat=True))
         user._stagegate_roles = cached
     return cached
+
+
+def is_lab_member(user) -> bool:
+    """Inside the lab: a superuser, or a member of any group (a role, or a family's owners).
+    Outside researchers and the public see the catalogue, not the registry."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return user.is_superuser or bool(user_roles(user))

@@ -3,6 +3,7 @@ from django.shortcuts import redirect
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.roles import is_lab_member
 from accounts.urls import auth_urlpatterns
 from audit.views import AuditEventListView
 from releases.hub import hub_urls
@@ -17,7 +18,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", lambda request: redirect("registry:family-list" if request.user.is_authenticated
+    # The lab starts at its registry; everyone else at the catalogue of what they may see.
+    path("", lambda request: redirect("registry:family-list" if is_lab_member(request.user)
                                       else "releases:catalogue"), name="home"),
     path("", include(auth_urlpatterns)),
     path("accounts/", include("accounts.urls")),

@@ -17,14 +17,22 @@ $PY manage.py runserver --noreload "$HOST:$PORT" &
 web=$!
 
 stop() {
-  trap - INT TERM EXIT
+  trap - EXIT
   echo; echo "stopping Stagegate…"
   kill -TERM "$web" "$worker" 2>/dev/null || true
   wait "$web" "$worker" 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+# Ctrl-C is the normal way out (exit 0); a process that dies on its own passes on its status.
+# Ctrl-C reaches the server and the worker too, so either may end first: the flag says which.
+interrupted=0
+trap 'interrupted=1' INT TERM
+trap stop EXIT
 
 echo
 echo "Stagegate is running at http://$HOST:$PORT/  (API docs: http://$HOST:$PORT/api/v1/docs/)"
 echo "Sign in with one of the demo logins above. Ctrl-C stops the web server and the worker."
-wait -n "$web" "$worker"
+status=0
+wait -n "$web" "$worker" || status=$?
+stop
+if [ "$interrupted" = 1 ]; then exit 0; fi
+exit "$status"

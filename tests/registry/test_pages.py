@@ -69,3 +69,32 @@ def test_the_openapi_schema_and_docs_page_are_served(alice, client):
         assert path in paths, sorted(paths)
     docs = client.get("/api/v1/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+NAV = {"Registry": "/families/", "Submit": "/submit/", "Review queue": "/reviews/",
+       "Audit": "/audit/"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("username,home,links", [
+    ("alice", "/families/", {"Registry", "Submit", "Review queue"}),
+    ("bob", "/families/", {"Registry", "Submit", "Review queue", "Audit"}),
+    ("erin", "/models/", set()),
+    ("mallory", "/models/", set()),
+])
+def test_signing_in_lands_the_lab_on_the_registry_and_everyone_else_on_the_catalogue(
+        username, home, links, personas, client):
+    from releases.management.commands.seed_demo import password_for
+
+    user = personas[username]
+    user.set_password(password_for(username))
+    user.save()
+    form = client.get("/login/")
+    landed = client.post("/login/", {"username": username, "password": password_for(username),
+                                     "csrfmiddlewaretoken": form.cookies["csrftoken"].value},
+                         follow=True)
+    assert landed.redirect_chain[-1][0] == home
+    page = landed.content.decode()
+    shown = {name for name, url in NAV.items() if f'href="{url}"' in page}
+    assert shown == links
+    assert 'href="/models/"' in page and 'href="/api/v1/docs/"' in page

@@ -41,6 +41,20 @@ def test_submitting_a_model_folder_prints_its_census_as_json(alice, tmp_path):
 
 
 @pytest.mark.django_db
+def test_a_pytorch_file_is_held_for_the_scanner_and_the_output_says_so(alice, tmp_path):
+    import torch
+
+    folder = tmp_path / "pt"
+    folder.mkdir()
+    torch.save({"w": torch.ones(4, 4)}, folder / "pytorch_model.bin")
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    output = submit(folder, as_json=False)
+    assert "(id " in output and "scan pending" in output
+    assert "not yet counted  pytorch_model.bin: pickle files are read only after the scanner " \
+           "proves them safe" in output
+
+
+@pytest.mark.django_db
 def test_submitting_one_file_uses_its_name(alice, tmp_path):
     path = write_safetensors(tmp_path / "weights.safetensors")
     result = submit(path)

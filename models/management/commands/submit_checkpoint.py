@@ -97,4 +97,8 @@ class Command(BaseCommand):
             f"({', '.join(f'{k}: {v:,}' for k, v in census['parameters']['by_dtype'].items())})\n"
             f"  tensors          {census['tensor_count']}\n"
             f"  files            {census['file_count']} ({blobstore.format_size(census['bytes']['total'])})")
+        if census.get("scan_pending"):
+            self.stdout.write(
+                f"  not yet counted  {', '.join(census['scan_pending'])}: pickle files are read only "
+                f"after the scanner proves them safe (see the checkpoint page)")
 

@@ -74,3 +74,35 @@ def test_a_worker_killed_mid_eval_leaves_the_run_to_finish_once_elsewhere(start_
     assert len(started) == 2 and started[1].get("previous_worker_lost") is True
     assert finished.metrics["bits_per_byte"] > 0
     second.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_eval_that_needs_a_gpu_is_routed_to_the_gpu_queue_and_run_by_its_worker(
+        start_worker, tiny_model_dir, monkeypatch):
+    import dataclasses
+
+    import redis
+    from django.conf import settings
+
+    from evaluations.library import registry
+    from releases.policies_service import load_policy_version
+    from tests.releases.conftest import POLICIES
+
+    load_policy_version(actor=None, text=(POLICIES / "simple.yaml").read_text(),
+                        source="simple.yaml")  # integrity is the only eval it requires
+    # No built-in eval needs a GPU; mark integrity as one would be marked.
+    specs = registry.all_evals()
+    specs["integrity"] = dataclasses.replace(specs["integrity"], needs_gpu=True)
+    monkeypatch.setattr(registry, "_SPECS", specs)
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.flushdb()
+
+    alice = make_persona("alice")
+    checkpoint = submit_folder(alice, tiny_model_dir, family="lab/gpu")
+    run = services.request_evals(actor=alice, checkpoint=checkpoint, eval_names=["integrity"])[0]
+    assert run.queue == "gpu"
+    assert broker.llen("gpu") == 1 and broker.llen("evals") == 0
+
+    start_worker("gpu", queues="gpu", concurrency=1)
+    run = wait_for(lambda: EvalRun.objects.filter(pk=run.pk, status="succeeded").first())
+    assert run.claimed_by.startswith("gpu@") and broker.llen("gpu") == 0

@@ -19,14 +19,28 @@ def has_role(user, role: str) -> bool:
     return role in user_roles(user)
 
 
-def user_roles(user) -> set[str]:
+def _groups(user) -> dict[int, str]:
+    """The user's groups, id -> name, read once per request (cached on the user object)."""
     if not getattr(user, "is_authenticated", False):
-        return set()
-    cached = getattr(user, "_stagegate_roles", None)
+        return {}
+    cached = getattr(user, "_stagegate_groups", None)
     if cached is None:
-        cached = set(user.groups.values_list("name", flat=True))
-        user._stagegate_roles = cached
+        cached = dict(user.groups.values_list("id", "name"))
+        user._stagegate_groups = cached
     return cached
+
+
+def user_roles(user) -> set[str]:
+    return set(_groups(user).values())
+
+
+def in_group(user, group_id: int | None) -> bool:
+    """Membership of one group by id (a family's owners group). A member is answered from the
+    cached read; a non-member is asked again, because a service may have just added them (a new
+    family's submitter becomes its owner within the same call)."""
+    if group_id is None or not getattr(user, "is_authenticated", False):
+        return False
+    return group_id in _groups(user) or user.groups.filter(pk=group_id).exists()
 
 
 def is_lab_member(user) -> bool:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.utils.dateparse import parse_date
 
+from accounts.roles import user_roles
 from audit.models import AuditEvent
 
 
@@ -13,7 +16,7 @@ def can_read_audit(user) -> bool:
         return False
     if user.is_superuser or user.is_staff:
         return True
-    return user.groups.filter(name__in=settings.STAGEGATE_AUDIT_READER_GROUPS).exists()
+    return bool(user_roles(user) & set(settings.STAGEGATE_AUDIT_READER_GROUPS))
 
 
 def filtered_events(params) -> QuerySet[AuditEvent]:
@@ -30,10 +33,21 @@ def filtered_events(params) -> QuerySet[AuditEvent]:
         if object_id:
             events = events.filter(object_id=object_id)
     if params.get("since"):
-        events = events.filter(created_at__date__gte=params["since"])
+        events = events.filter(created_at__date__gte=_date(params, "since"))
     if params.get("until"):
-        events = events.filter(created_at__date__lte=params["until"])
+        events = events.filter(created_at__date__lte=_date(params, "until"))
     return events
+
+
+def _date(params, key: str):
+    try:
+        value = parse_date(params[key])
+    except ValueError:  # well formed but impossible, e.g. 2026-02-30
+        value = None
+    if value is None:
+        raise ValidationError(f"{key}={params[key]!r} is not a date: write it as YYYY-MM-DD, "
+                              f"e.g. 2026-11-29")
+    return value
 
 
 def event_json(event: AuditEvent) -> dict:

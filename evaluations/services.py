@@ -7,7 +7,7 @@ from typing import Callable, Mapping
 
 from django.db import IntegrityError, transaction
 
-from accounts.roles import RESEARCHERS, SAFETY, has_role
+from accounts.roles import RESEARCHERS, SAFETY, has_role, in_group
 from audit.services import deny, record_event, records_refusals
 from evaluations import catalogue, selectors
 from evaluations.catalogue import EvalEntry
@@ -187,7 +187,7 @@ def as_library_prefix(prefix: ExtractionPrefix) -> LibraryPrefix:
 
 def _check_family_owner(actor, family: ModelFamily, action: str) -> None:
     """Owners of the family (or an operator at the command line, actor None) may register."""
-    if actor is None or actor.is_superuser or actor.groups.filter(pk=family.owners_id).exists():
+    if actor is None or actor.is_superuser or in_group(actor, family.owners_id):
         return
     raise deny(actor=actor, action=action, obj=family,
                reason=f"only the owners of {family} may register {action.split('.')[0]}s for it")

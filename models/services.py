@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.roles import RESEARCHERS, has_role
+from accounts.roles import RESEARCHERS, has_role, in_group
 from audit.services import deny, record_event, records_refusals
 from models import blobstore
 from models.blobstore import StagedFile
@@ -44,7 +44,7 @@ def can_submit_to(user, family: ModelFamily | None) -> bool:
         return False
     if family is None or user.is_superuser:
         return True
-    return user.groups.filter(pk=family.owners_id).exists()
+    return in_group(user, family.owners_id)
 
 
 # --- families -----------------------------------------------------------------------------------

@@ -14,15 +14,15 @@ from datetime import timedelta
 
 from django.db import transaction
 
-from accounts.roles import POLICY, RELEASE_MANAGERS, SAFETY, has_role, user_roles
+from accounts.roles import RELEASE_MANAGERS, has_role, in_group
 from audit.models import AuditEvent
 from audit.services import deny, record_event, records_refusals
 from releases import clock
 from releases.errors import ReleaseInputError, TransitionNotAllowed
+from models.selectors import sees_whole_registry
 from releases.models import AccessGrant, AccessRequest, Release
+from releases.policy import LADDER
 
-STAFF_ROLES = {SAFETY, POLICY, RELEASE_MANAGERS}
-LADDER = ("internal", "partners", "gated", "open")
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,11 @@ class Access:
 
 
 def is_internal_audience(user, release: Release) -> bool:
-    if not getattr(user, "is_authenticated", False):
-        return False
-    if user.is_superuser or user_roles(user) & STAFF_ROLES:
-        return True
-    return user.groups.filter(pk=release.checkpoint.family.owners_id).exists()
+    return sees_whole_registry(user) or in_group(user, release.checkpoint.family.owners_id)
 
 
 def can_manage_access(user, release: Release) -> bool:
-    return getattr(user, "is_authenticated", False) and (
-        has_role(user, RELEASE_MANAGERS) or user.is_superuser
-        or user.groups.filter(pk=release.checkpoint.family.owners_id).exists())
+    return has_role(user, RELEASE_MANAGERS) or in_group(user, release.checkpoint.family.owners_id)
 
 
 def required_licence(release: Release, stage: str) -> str | None:
@@ -91,31 +85,18 @@ def download_access(user, release: Release, *, now=None) -> Access:
     return Access(False, "not_granted", "this model is open to named partners only")
 
 
-def discoverable(user, release: Release) -> bool:
-    """Whether the release appears in the catalogue and the hub's model info for `user`:
-    open and gated ones for everyone (gated weights stay gated), the others for their audience."""
-    if not release.current_stage:
-        return False
-    if release.current_stage in ("open", "gated"):
-        return True
-    # Partners and internal: their audience, and anyone who held a grant (so a lapsed partner
-    # hears that access expired rather than that the model does not exist).
-    return (download_access(user, release).allowed or is_internal_audience(user, release)
-            or AccessGrant.objects.filter(release=release,
-                                          user_id=getattr(user, "pk", None)).exists())
-
-
 def discoverable_releases(user):
-    """discoverable() as one query, for the catalogue: open and gated releases for everyone;
-    partners and internal ones for the lab's staff, the family's owners, and anyone who held a
-    grant on them."""
+    """The published releases that appear in the catalogue and the hub for `user`, in one
+    query: open and gated ones for everyone (gated weights stay gated); partners and internal
+    ones for the lab's staff, the family's owners, and anyone who held a grant on them (so a
+    lapsed partner hears that access expired rather than that the model does not exist)."""
     from django.db.models import Q
 
     releases = published_releases()
     public = Q(current_stage__in=["open", "gated"])
     if not getattr(user, "is_authenticated", False):
         return releases.filter(public)
-    if user.is_superuser or user_roles(user) & STAFF_ROLES:
+    if sees_whole_registry(user):
         return releases
     return releases.filter(public | Q(checkpoint__family__owners__user=user)
                            | Q(grants__user=user)).distinct()

@@ -72,12 +72,7 @@ def _refusals(fn):
 
 
 def _visible_release(request, release_id) -> Release:
-    release = get_object_or_404(access.published_releases(), pk=release_id)
-    if not access.discoverable(request.user, release):
-        from django.http import Http404
-
-        raise Http404("no such release")
-    return release
+    return get_object_or_404(access.discoverable_releases(request.user), pk=release_id)
 
 
 class ReleaseAccessRequestsView(APIView):

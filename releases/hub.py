@@ -26,6 +26,7 @@ from models.models import Checkpoint, CheckpointFile
 from releases import access
 from releases.downloads import file_response
 from releases.models import Release
+from releases.policy import LADDER
 
 TREE_PAGE_SIZE = 1000
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -82,26 +83,21 @@ def _zulu(dt) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
-def _family_releases(org: str, name: str):
-    return list(access.published_releases().filter(checkpoint__family__org=org,
-                                                   checkpoint__family__name=name)
-                .order_by("-checkpoint__created_at", "-id"))
-
-
 def resolve(caller: Caller, org: str, name: str, rev: str | None) -> Release:
     """The release whose checkpoint `rev` names, among those the caller may discover."""
     repo = f"{org}/{name}"
-    releases = _family_releases(org, name)
-    visible = [r for r in releases if access.discoverable(caller.user, r)]
+    visible = list(access.discoverable_releases(caller.user)
+                   .filter(checkpoint__family__org=org, checkpoint__family__name=name)
+                   .order_by("-checkpoint__created_at", "-id"))
     if not visible:
         raise caller.repo_not_found(repo)
     live = [r for r in visible if r.status != Release.Status.WITHDRAWN]
     rev = rev or "main"
     if rev == "main":
         candidates = live or visible
-    elif rev in access.LADDER:
-        level = access.LADDER.index(rev)
-        candidates = [r for r in visible if access.LADDER.index(r.current_stage) >= level]
+    elif rev in LADDER:
+        level = LADDER.index(rev)
+        candidates = [r for r in visible if LADDER.index(r.current_stage) >= level]
     elif COMMIT_RE.match(rev):
         candidates = [r for r in visible if r.manifest_digest.startswith(rev)]
     else:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from accounts.roles import RELEASE_MANAGERS
 from audit.services import record_event
 
 
@@ -79,7 +80,7 @@ def decided(release_id: int, decision: str, reviewer: str) -> None:
 
 def approved(release_id: int) -> None:
     release = _release(release_id)
-    managers = get_user_model().objects.filter(groups__name="release_managers", is_active=True)
+    managers = get_user_model().objects.filter(groups__name=RELEASE_MANAGERS, is_active=True)
     _mail([release.submitted_by, *managers], f"{release.checkpoint} approved for {release.target_stage}",
           f"Release {release.pk} has every approval it needs for {release.target_stage}; a release "
           f"manager can publish it.\n\n{_link(release)}\n")

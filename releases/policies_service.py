@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from accounts.roles import REVIEWER_ROLES
 from audit.services import record_event
 from releases.models import PolicyVersion
 from releases.policy import DEFAULT_POLICY_PATH, content_hash, load_policy
 
-REVIEWER_ROLES = ("safety", "policy")
 
 
 def known_evals() -> dict[str, list[str]]:

@@ -92,3 +92,16 @@ def test_the_audit_api_filters_by_object(api, personas, in_review):
     assert "release.submitted" in verbs and "release.created" in verbs
     assert api["mallory"].get("/api/v1/audit/").status_code == 403
     assert AuditEvent.objects.filter(verb="permission.denied", actor=personas.mallory).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["since=yesterday", "until=2026-02-30"])
+def test_an_audit_filter_that_is_not_a_date_is_a_400_that_says_how_to_write_it(
+        api, personas, client, query):
+    response = api["bob"].get(f"/api/v1/audit/?{query}")
+    assert response.status_code == 400 and "YYYY-MM-DD" in str(response.json())
+    client.force_login(personas.bob)
+    for url in ("/audit/", "/audit/export.jsonl"):
+        page = client.get(f"{url}?{query}")
+        assert page.status_code == 400 and b"YYYY-MM-DD" in page.content
+    assert api["bob"].get("/api/v1/audit/?since=2026-01-01").status_code == 200

@@ -16,13 +16,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from evaluations.selectors import latest_runs
-from models.blobstore import open_blob
+from models.cards import model_card
 from releases import access
 from releases.errors import ReleaseInputError, TransitionNotAllowed
 from releases.models import AccessGrant, AccessRequest, Release
 from releases.selectors import stage_rule
-
-CARD_LIMIT = 500_000
 
 
 def _visible(user, **filters):
@@ -39,16 +37,10 @@ def catalogue(request):
 
 def render_card(release: Release) -> str:
     """The model card (README.md) as sanitised HTML, YAML front matter removed."""
-    card = release.checkpoint.files.filter(kind="model_card").first()
-    if card is None or card.size > CARD_LIMIT:
+    card = model_card(release.checkpoint.files.all())
+    if card is None:
         return ""
-    with open_blob(card.blob_id) as stream:
-        text = stream.read().decode("utf-8", errors="replace")
-    if text.startswith("---"):
-        parts = text.split("---", 2)
-        text = parts[2] if len(parts) == 3 else text
-    html = markdown.markdown(text, extensions=["fenced_code", "tables"])
-    return nh3.clean(html)
+    return nh3.clean(markdown.markdown(card.body, extensions=["fenced_code", "tables"]))
 
 
 def model_page(request, org: str, name: str):

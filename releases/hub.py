@@ -14,7 +14,6 @@ import hashlib
 import json
 import re
 
-import yaml
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -22,7 +21,8 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.authentication import bearer_token_from
 from accounts.services import authenticate_token
-from models.models import Checkpoint, CheckpointFile
+from models.cards import model_card
+from models.models import CheckpointFile
 from releases import access
 from releases.downloads import file_response
 from releases.models import Release
@@ -136,23 +136,6 @@ def _git_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _card_data(checkpoint: Checkpoint) -> dict | None:
-    card = checkpoint.files.filter(kind="model_card").first()
-    if card is None or card.size > 1_000_000:
-        return None
-    from models.blobstore import open_blob
-
-    with open_blob(card.blob_id) as stream:
-        text = stream.read().decode("utf-8", errors="replace")
-    if not text.startswith("---"):
-        return None
-    try:
-        front = yaml.safe_load(text.split("---", 2)[1])
-    except yaml.YAMLError:
-        return None
-    return front if isinstance(front, dict) else None
-
-
 def model_info_json(request, release: Release, *, blobs: bool) -> dict:
     checkpoint = release.checkpoint
     family = checkpoint.family
@@ -194,9 +177,9 @@ def model_info_json(request, release: Release, *, blobs: bool) -> dict:
     by_dtype = census.get("parameters", {}).get("by_dtype", {})
     if "safetensors" in census.get("formats", []):
         info["safetensors"] = {"parameters": by_dtype, "total": census["parameters"]["total"]}
-    card = _card_data(checkpoint)
-    if card:
-        info["cardData"] = card
+    card = model_card(files)
+    if card and card.front_matter:
+        info["cardData"] = card.front_matter
     return info
 
 

@@ -77,3 +77,21 @@ def test_the_audit_log_page_filters_and_exports(personas, in_review, login):
     assert lines and all(line["object"] == f"releases.release:{in_review.pk}" for line in lines)
     assert all(set(line) >= {"seq", "hash", "prev_hash", "verb"} for line in lines)
     assert login(personas.mallory).get("/audit/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_model_card_is_rendered_safely_on_the_page_and_its_front_matter_is_card_data(
+        personas, simple_policy, client, tmp_path):
+    from tests.checkpoints import write_model_folder
+    from tests.releases.stages import release_at
+
+    folder = write_model_folder(tmp_path / "card")
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\ntags: [tiny]\n---\n"
+                                      "# Tiny card\n\n<script>alert(1)</script>\n")
+    release_at(personas, "open", family="lab/carded", folder=folder)
+
+    page = client.get("/models/lab/carded/").content.decode()
+    assert "<h1>Tiny card</h1>" in page
+    assert "license: apache-2.0" not in page and "<script>alert(1)" not in page
+    info = client.get("/api/models/lab/carded").json()
+    assert info["cardData"] == {"license": "apache-2.0", "tags": ["tiny"]}

@@ -274,14 +274,17 @@ def revoke_grant(*, actor, grant: AccessGrant, reason: str) -> AccessGrant:
     return grant
 
 
-def revoke_all_on_withdrawal(release: Release, actor) -> None:
-    """Inside the withdrawal's transaction (its one event records the count)."""
+def revoke_all_on_withdrawal(release: Release, actor) -> tuple[int, int]:
+    """Inside the withdrawal's transaction: (grants revoked, requests cancelled), which the
+    withdrawal's one event records."""
     now = clock.now()
-    AccessGrant.objects.filter(release=release, revoked_at__isnull=True).update(
+    grants = AccessGrant.objects.filter(release=release, revoked_at__isnull=True).update(
         revoked_at=now, revoked_by=actor, revoke_reason="release withdrawn")
-    AccessRequest.objects.filter(release=release, status=AccessRequest.Status.PENDING).update(
+    requests = AccessRequest.objects.filter(
+        release=release, status=AccessRequest.Status.PENDING).update(
         status=AccessRequest.Status.CANCELLED, decided_at=now,
         decision_reason="release withdrawn")
+    return grants, requests
 
 
 def record_download(*, user, release: Release, path: str, sha256: str, size: int,

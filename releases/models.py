@@ -90,10 +90,6 @@ class Release(models.Model):
         return f"release {self.pk} of {self.checkpoint}"
 
     @property
-    def family(self):
-        return self.checkpoint.family
-
-    @property
     def is_terminal(self) -> bool:
         return self.status in (self.Status.REJECTED, self.Status.WITHDRAWN)
 

@@ -17,19 +17,32 @@ from releases.models import Release, Review
 from releases.workflow import S, _gates_pass_for_approval, _locked, _log, _move
 
 
-def _check_reviewer(actor, release: Release, stage: str, action: str) -> list[str]:
-    """The actor's roles that count for this stage, or a refusal that says why not."""
-    if actor.pk == release.submitted_by_id or actor.pk == release.checkpoint.submitted_by_id:
-        raise deny(actor=actor, action=action, obj=release,
-                   reason="you submitted this release or its checkpoint; someone else must review it")
-    rule = selectors.stage_rule(release, stage)
-    needed = sorted({a.role for a in rule.approvals})
+def _reviewer_roles(actor, release: Release, stage: str) -> tuple[list[str], str]:
+    """(the actor's roles that count for this stage, or [] and the reason why none do)."""
+    if actor.pk in (release.submitted_by_id, release.checkpoint.submitted_by_id):
+        return [], "you submitted this release or its checkpoint; someone else must review it"
+    needed = sorted({a.role for a in selectors.stage_rule(release, stage).approvals})
     mine = sorted(user_roles(actor) & set(needed)) or (["superuser"] if actor.is_superuser else [])
     if not mine:
         roles = " or ".join(needed) if needed else "none (this stage needs no approval)"
-        raise deny(actor=actor, action=action, obj=release,
-                   reason=f"reviewing {stage} needs the role {roles}")
-    return mine
+        return [], f"reviewing {stage} needs the role {roles}"
+    return mine, ""
+
+
+def can_review(user, release: Release) -> bool:
+    """Whether `user` may approve, reject or request changes on the release now (the page shows
+    the form exactly when the services would accept it)."""
+    return (getattr(user, "is_authenticated", False) and release.status in (S.IN_REVIEW, S.APPROVED)
+            and bool(release.target_stage)
+            and bool(_reviewer_roles(user, release, release.target_stage)[0]))
+
+
+def _check_reviewer(actor, release: Release, stage: str, action: str) -> list[str]:
+    """The actor's roles that count for this stage, or a refusal that says why not."""
+    roles, reason = _reviewer_roles(actor, release, stage)
+    if not roles:
+        raise deny(actor=actor, action=action, obj=release, reason=reason)
+    return roles
 
 
 def _check_stage(release: Release, stage: str, action: str) -> None:
@@ -125,6 +138,9 @@ def _decide(actor, release, stage, comment, decision, to, verb, words) -> Releas
 @records_refusals
 def comment_on_release(*, actor, release: Release, comment: str) -> Review:
     """Anyone who can see the release may comment. One `release.commented` event."""
+    if not selectors.releases_visible_to(actor).filter(pk=release.pk).exists():
+        raise deny(actor=actor, action="release.comment", obj=release,
+                   reason="you may comment only on a release you can see")
     comment = (comment or "").strip()
     if not comment:
         raise ReleaseInputError("a comment cannot be empty")

@@ -63,11 +63,3 @@ def deliver_webhook(self, delivery_id: int) -> str:
         status=WebhookDelivery.Status.DELIVERED, delivered_at=timezone.now(),
         response_status=response.status_code, last_error="")
     return "delivered"
-
-
-@shared_task(name="releases.refresh_release")
-def refresh_release(release_id: int) -> str:
-    from releases.workflow import refresh_release as refresh
-
-    release = refresh(release_id=release_id)
-    return release.status if release else "gone"

@@ -65,27 +65,21 @@ def release_detail(request, release_id: int):
     # The newest 200 events; the audit page (linked) has them all.
     timeline = list(AuditEvent.objects.filter(object_type="releases.release",
                                               object_id=str(release.pk)).order_by("-seq")[:200])[::-1]
-    roles = user_roles(request.user)
-    reviewer = (not release.is_terminal and release.status in ("in_review", "approved")
-                and request.user.pk not in (release.submitted_by_id, checkpoint.submitted_by_id)
-                and bool(roles & {"safety", "policy"} or request.user.is_superuser))
     return render(request, "releases/release_detail.html", {
-        "release": release, "checkpoint": checkpoint, "policy": policy, "stage": stage,
+        "release": release, "checkpoint": checkpoint, "stage": stage,
         "gates": gates, "gates_pass": bool(gates) and all(g.passed for g in gates),
-        "tier": tier, "ladder": policy.stage_names, "reviews": reviews,
+        "tier": tier, "ladder": policy.stage_names,
         "review_rows": [(r, r.standing(release)) for r in reviews],
         "timeline": timeline, "runs": sorted(latest_runs(release.manifest_digest).values(),
                                              key=lambda r: r.eval_name),
-        "scan": scan_reports(checkpoint), "previous": previous,
+        "scan": scan_reports(checkpoint),
         "diff": checkpoint_diff(previous, checkpoint) if previous else None,
-        "assessment": [(label, release.assessment.get(key, "")) for key, label in
+        "assessment": [(key, label, release.assessment.get(key, "")) for key, label in
                        ASSESSMENT_FIELDS.items()],
         "is_submitter": request.user.pk == release.submitted_by_id,
-        "can_review": reviewer,
+        "can_review": workflow.can_review(request.user, release),
         "can_publish": has_role(request.user, RELEASE_MANAGERS) and release.status == "approved",
-        "can_withdraw": not release.is_terminal and (
-            has_role(request.user, RELEASE_MANAGERS) or request.user.is_superuser
-            or (request.user.pk == release.submitted_by_id and not release.current_stage)),
+        "can_withdraw": not release.is_terminal and workflow.may_withdraw(request.user, release),
         "can_request_next": (release.status == "published" and stage is not None and (
             request.user.pk == release.submitted_by_id or has_role(request.user, RELEASE_MANAGERS))),
         "fields": ASSESSMENT_FIELDS,

@@ -327,20 +327,26 @@ def publish_release(*, actor, release: Release, stage: str) -> Release:
 
 
 @records_refusals
+def may_withdraw(user, release: Release) -> bool:
+    """A release manager (or superuser) any time; the submitter before anything is published."""
+    return has_role(user, RELEASE_MANAGERS) or (
+        getattr(user, "pk", None) == release.submitted_by_id and not release.current_stage)
+
+
 def withdraw_release(*, actor, release: Release, reason: str) -> Release:
     """Withdraw a release: it leaves every audience at once and cannot come back.
 
     Guard: the submitter (before anything is published), a release manager, or a superuser; a
-    reason is required. Side effects (after commit): access grants are revoked and past
-    downloaders are notified. Idempotent on a withdrawn release. One `release.withdrawn` event.
+    reason is required. In the same transaction, every access grant is revoked and every
+    pending access request cancelled, counted in the one `release.withdrawn` event; after
+    commit, past downloaders are mailed. Idempotent on a withdrawn release.
     """
     reason = (reason or "").strip()
     with transaction.atomic():
         release = _locked(release)
         if release.status == S.WITHDRAWN:
             return release
-        manager = has_role(actor, RELEASE_MANAGERS) or actor.is_superuser
-        if not manager and not (actor.pk == release.submitted_by_id and not release.current_stage):
+        if not may_withdraw(actor, release):
             raise deny(actor=actor, action="release.withdraw", obj=release,
                        reason="only a release manager may withdraw a published release")
         if not reason:
@@ -349,8 +355,9 @@ def withdraw_release(*, actor, release: Release, reason: str) -> Release:
         release.withdrawn_reason = reason
         release.withdrawn_at = clock.now()
         release.save(update_fields=["status", "withdrawn_reason", "withdrawn_at", "updated_at"])
-        _log(actor, "release.withdrawn", release, reason=reason, stage=release.current_stage)
-        access.revoke_all_on_withdrawal(release, actor)
+        grants, requests = access.revoke_all_on_withdrawal(release, actor)
+        _log(actor, "release.withdrawn", release, reason=reason, stage=release.current_stage,
+             grants_revoked=grants, requests_cancelled=requests)
     transaction.on_commit(lambda: notifications.withdrawn(release.pk))
     return release
 
@@ -359,12 +366,13 @@ def withdraw_release(*, actor, release: Release, reason: str) -> Release:
 # they are imported here so that every workflow action is `workflow.<action>`.
 from releases.reviewing import (  # noqa: E402
     approve_release,
+    can_review,
     comment_on_release,
     reject_release,
     request_changes,
 )
 
-__all__ = ["TRANSITIONS", "TransitionNotAllowed", "approve_release",
+__all__ = ["TRANSITIONS", "TransitionNotAllowed", "approve_release", "can_review",
            "comment_on_release", "create_release", "publish_release", "refresh_release",
            "reject_release", "request_changes", "request_next_stage", "submit_release",
-           "update_release", "withdraw_release"]
+           "update_release", "may_withdraw", "withdraw_release"]

@@ -57,8 +57,8 @@ def run_pending_evals(release) -> None:
 
 @pytest.fixture
 def in_review(personas, simple_policy):
-    """A release of alice's checkpoint, submitted and in review for `internal`... published
-    there, then asking for partners."""
+    """A release of alice's checkpoint, submitted, its evals run: approved for `internal`
+    (the test policy needs no approval there), not yet published."""
     checkpoint = submit_checkpoint(personas.alice)
     release = workflow.create_release(actor=personas.alice, checkpoint=checkpoint,
                                       assessment=ASSESSMENT)

@@ -95,3 +95,32 @@ def test_the_model_card_is_rendered_safely_on_the_page_and_its_front_matter_is_c
     assert "license: apache-2.0" not in page and "<script>alert(1)" not in page
     info = client.get("/api/models/lab/carded").json()
     assert info["cardData"] == {"license": "apache-2.0", "tags": ["tiny"]}
+
+
+@pytest.mark.django_db
+def test_the_review_form_shows_exactly_when_the_service_would_take_the_review(
+        personas, in_review, login):
+    from tests.releases.test_workflow import at_partners_review
+
+    release = at_partners_review(personas, in_review)  # partners needs one safety approval
+    shown = {name: 'id="review-form"' in login(personas[name]).get(
+        release.get_absolute_url()).content.decode() for name in ("alice", "bob", "carol")}
+    assert shown == {"alice": False, "bob": True, "carol": False}
+
+
+@pytest.mark.django_db
+def test_a_release_sent_back_for_changes_can_have_its_assessment_edited_on_its_page(
+        personas, in_review, login):
+    from releases import workflow
+    from tests.releases.test_workflow import at_partners_review
+
+    release = at_partners_review(personas, in_review)
+    workflow.request_changes(actor=personas.bob, release=release, stage="partners",
+                             comment="say which datasets")
+    client = login(personas.alice)
+    assert 'id="edit-assessment"' in client.get(release.get_absolute_url()).content.decode()
+    fields = {**ASSESSMENT, "training_data": "The Pile, deduplicated; no personal data."}
+    response = client.post(f"/releases/{release.pk}/update/", fields)
+    assert response.status_code == 302
+    release.refresh_from_db()
+    assert release.assessment["training_data"] == "The Pile, deduplicated; no personal data."

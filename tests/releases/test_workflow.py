@@ -264,3 +264,26 @@ def test_only_owners_open_releases_and_only_ready_checkpoints(personas, simple_p
     checkpoint.refresh_from_db()
     with pytest.raises(TransitionNotAllowed, match="only a ready checkpoint"):
         workflow.create_release(actor=personas.alice, checkpoint=checkpoint, assessment=ASSESSMENT)
+
+
+@pytest.mark.django_db
+def test_withdrawal_counts_the_grants_and_requests_it_revokes_in_its_one_event(personas,
+                                                                                simple_policy):
+    from releases.models import AccessGrant
+    from tests.releases.stages import grant, release_at
+
+    release = release_at(personas, "gated", family="lab/counted")
+    grant(personas, release, personas.erin)
+    workflow.withdraw_release(actor=personas.dave, release=release, reason="leaks a dataset")
+    event = AuditEvent.objects.get(verb="release.withdrawn", object_id=str(release.pk))
+    assert event.data["grants_revoked"] == 1 and event.data["requests_cancelled"] == 0
+    assert not AccessGrant.objects.filter(release=release, revoked_at__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_only_someone_who_can_see_a_release_may_comment_on_it(personas, in_review):
+
+    with pytest.raises(PermissionDenied):
+        workflow.comment_on_release(actor=personas.mallory, release=in_review, comment="hi")
+    assert AuditEvent.objects.filter(verb="permission.denied", actor=personas.mallory).exists()
+    workflow.comment_on_release(actor=personas.bob, release=in_review, comment="looked at it")

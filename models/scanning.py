@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -26,16 +25,6 @@ from models.models import Checkpoint, CheckpointFile, ScanReport
 from models.signals import send_ready_after_commit
 
 MIN_JUSTIFICATION = 20
-
-# Whether a checkpoint proven safe is converted to safetensors without anyone asking. The
-# releases app installs the policy's answer (`conversion.pytorch_to_safetensors`) in its
-# AppConfig.ready(); without it, conversion happens only on request.
-_converts_automatically: Callable[[Checkpoint], bool] = lambda checkpoint: False
-
-
-def set_auto_conversion_provider(provider: Callable[[Checkpoint], bool]) -> None:
-    global _converts_automatically
-    _converts_automatically = provider
 
 
 class ScanError(SubmissionError):
@@ -94,10 +83,6 @@ def scan_checkpoint(*, checkpoint_id: int) -> Checkpoint:
         _settle(checkpoint, files, reports)
         if checkpoint.status == Checkpoint.Status.READY:
             send_ready_after_commit(checkpoint.pk)
-            if checkpoint.submitted_by_id and all(
-                    r.verdict == ScanReport.Verdict.SAFE for r in reports.values()) \
-                    and _converts_automatically(checkpoint):
-                transaction.on_commit(lambda: _auto_convert(checkpoint.pk))
         record_event(actor=None, verb="checkpoint.scanned", obj=checkpoint, data={
             "status": checkpoint.status, "scanner_version": scanner_version(),
             "verdicts": {path: r.verdict for path, r in sorted(reports.items())}})
@@ -118,13 +103,6 @@ def _settle(checkpoint: Checkpoint, files: list[CheckpointFile],
     else:
         checkpoint.status = Checkpoint.Status.QUARANTINED
     checkpoint.save(update_fields=["status", "census"])
-
-
-def _auto_convert(checkpoint_id: int) -> None:
-    from models.conversion import request_conversion
-
-    checkpoint = Checkpoint.objects.select_related("submitted_by", "family").get(pk=checkpoint_id)
-    request_conversion(actor=checkpoint.submitted_by, checkpoint=checkpoint)
 
 
 @records_refusals

@@ -24,11 +24,26 @@ def required_evals_for_checkpoint(checkpoint: Checkpoint) -> list[str]:
     return names
 
 
-def converts_pickles_automatically(checkpoint: Checkpoint) -> bool:
-    """The current policy's `conversion.pytorch_to_safetensors` is `automatic`."""
+def convert_pickles_by_policy(sender, checkpoint_id: int, **kwargs) -> None:
+    """`conversion.pytorch_to_safetensors: automatic`: a PyTorch checkpoint that has just become
+    ready is converted by its submitter's authority. request_conversion's own guards decide
+    (every pickle proven safe, not merely risk-accepted; the submitter still owns the family);
+    a refusal is logged, never raised into the scan that made the checkpoint ready."""
+    from django.core.exceptions import PermissionDenied
+
+    from models.conversion import ConversionRefused, request_conversion
     from releases.policies_service import current_policy_version
 
-    return current_policy_version().policy.converts_pickles
+    checkpoint = (Checkpoint.objects.select_related("family", "submitted_by")
+                  .filter(pk=checkpoint_id).first())
+    if (checkpoint is None or checkpoint.submitted_by is None
+            or not any(f.needs_scan for f in checkpoint.files.all())
+            or not current_policy_version().policy.converts_pickles):
+        return
+    try:
+        request_conversion(actor=checkpoint.submitted_by, checkpoint=checkpoint)
+    except (ConversionRefused, PermissionDenied) as exc:
+        log.info("not converting %s automatically: %s", checkpoint, exc)
 
 
 def previous_released_checkpoint(checkpoint: Checkpoint) -> Checkpoint | None:

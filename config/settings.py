@@ -158,6 +158,9 @@ elif BLOB_STORAGE == "s3":
             "file_overwrite": True,  # content-addressed: same name, same bytes
             "default_acl": None,
             "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 3600),
+            # An opened object is buffered in a temporary file that moves to disk past this
+            # size: a multi-GB blob never sits in a process's memory.
+            "max_memory_size": 16 * 1024 * 1024,
         },
     }
     if not _blob_backend["OPTIONS"]["bucket_name"]:
@@ -302,10 +305,20 @@ STAGEGATE_AUDIT_READER_GROUPS = env_list("STAGEGATE_AUDIT_READER_GROUPS",
 # --- Downloads ----------------------------------------------------------------------------------
 # stream (Django/gunicorn send the bytes), x-accel (nginx sends them: see README), or redirect
 # (a 302 to the blob storage's presigned URL, e.g. S3).
-STAGEGATE_DOWNLOAD_MODE = env_str("STAGEGATE_DOWNLOAD_MODE", "stream")
+# Default: stream from the filesystem store, redirect to S3 (streaming an S3 object would pull
+# all of it through the web worker for every request, Range requests included).
+STAGEGATE_DOWNLOAD_MODE = env_str("STAGEGATE_DOWNLOAD_MODE",
+                                  "redirect" if BLOB_STORAGE == "s3" else "stream")
 if STAGEGATE_DOWNLOAD_MODE not in {"stream", "x-accel", "redirect"}:
     raise ImproperlyConfiguredEnv(
         f"STAGEGATE_DOWNLOAD_MODE={STAGEGATE_DOWNLOAD_MODE!r}: use stream, x-accel or redirect")
+if STAGEGATE_DOWNLOAD_MODE == "redirect" and BLOB_STORAGE != "s3":
+    raise ImproperlyConfiguredEnv("STAGEGATE_DOWNLOAD_MODE=redirect needs STAGEGATE_BLOB_STORAGE=s3 "
+                                  "(a filesystem blob has no URL to redirect to): use stream or "
+                                  "x-accel")
+if STAGEGATE_DOWNLOAD_MODE == "x-accel" and BLOB_STORAGE != "filesystem":
+    raise ImproperlyConfiguredEnv("STAGEGATE_DOWNLOAD_MODE=x-accel needs the filesystem blob store "
+                                  "(nginx serves the files from its folder): with s3, use redirect")
 # The nginx `internal` location that maps onto the blob store's root (x-accel mode).
 STAGEGATE_X_ACCEL_PREFIX = env_str("STAGEGATE_X_ACCEL_PREFIX", "/_blobstore")
 

@@ -1,6 +1,7 @@
 """A checkpoint's files laid out as a local folder, for transformers to load.
 
-With the filesystem blob store the folder is symlinks to the blobs (no copy); with any other
+With the filesystem blob store the folder is symlinks to the blobs (no copy); with S3 each
+object is downloaded straight to its file (boto3's transfer, constant memory); with any other
 storage the bytes are streamed down once. Either way the bytes are the submitted ones: blobs are
 content-addressed, and the integrity eval re-hashes them before any model eval trusts them.
 """
@@ -32,6 +33,8 @@ def materialized(checkpoint: Checkpoint) -> Iterator[Path]:
             local = _local_path(storage, name)
             if local is not None:
                 os.symlink(local, target)
+            elif hasattr(storage, "bucket"):  # S3: boto3 streams the object straight to disk
+                storage.bucket.download_file(storage._normalize_name(name), str(target))
             else:
                 with storage.open(name, "rb") as source, open(target, "wb") as out:
                     shutil.copyfileobj(source, out, CHUNK)

@@ -39,3 +39,14 @@ def test_production_refuses_to_start_without_its_secrets(env, missing, tmp_path)
 def test_a_malformed_value_stops_the_process(tmp_path):
     proc = run_check({"DEBUG": "ture"}, tmp_path)
     assert proc.returncode != 0 and "DEBUG='ture' is not a boolean" in proc.stderr
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"STAGEGATE_DOWNLOAD_MODE": "redirect"}, "redirect needs STAGEGATE_BLOB_STORAGE=s3"),
+    ({"STAGEGATE_DOWNLOAD_MODE": "x-accel", "STAGEGATE_BLOB_STORAGE": "s3",
+      "AWS_STORAGE_BUCKET_NAME": "blobs"}, "x-accel needs the filesystem blob store"),
+])
+def test_a_download_mode_that_cannot_work_with_the_blob_store_stops_the_process(env, message,
+                                                                                tmp_path):
+    proc = run_check(env, tmp_path)
+    assert proc.returncode != 0 and message in proc.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from evaluations.library.packs import Pack, load_builtin_pack, load_pack
+from evaluations.library.packs import Pack, builtin_pack_paths, load_builtin_pack, load_pack
 from evaluations.library.registry import EvalSpec, all_evals, get_eval
 
 EVAL_FOR_PACK_TYPE = {"multiple_choice": "mc_knowledge", "scored_text": "heldout_lm",
@@ -57,10 +57,13 @@ def lookup(name: str) -> EvalEntry:
 
 
 def load_named_pack(name: str) -> Pack:
-    """A pack by name: the newest uploaded version, else the built-in one."""
+    """A pack by name: the shipped one when there is one (an upload never stands in for the
+    data a built-in eval is judged on), else the newest uploaded version."""
     from evaluations.models import EvalPack
 
+    if name in builtin_pack_paths():
+        return load_builtin_pack(name)
     uploaded = EvalPack.objects.filter(name=name).order_by("-created_at").first()
-    if uploaded is not None:
-        return load_pack(uploaded.content.encode())
-    return load_builtin_pack(name)
+    if uploaded is None:
+        raise KeyError(f"no pack named {name!r}")
+    return load_pack(uploaded.content.encode())

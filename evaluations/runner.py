@@ -15,6 +15,7 @@ import time
 import traceback
 from contextlib import ExitStack
 from datetime import timedelta
+from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -111,14 +112,30 @@ def _progress_writer(run: EvalRun, attempt: int, *, heartbeat_only: bool = False
     return progress
 
 
-def _evaluate(run: EvalRun, attempt: int) -> dict:
-    checkpoint = Checkpoint.objects.get(pk=run.checkpoint_id)
+def _manifest(checkpoint: Checkpoint) -> list[dict]:
+    return [{"path": f.path, "sha256": f.blob_id, "size": f.size} for f in checkpoint.files.all()]
+
+
+def _loadable_folder(stack: ExitStack, checkpoint: Checkpoint, run: EvalRun, attempt: int,
+                     *, verify: bool) -> Path:
+    """The checkpoint's files as a local folder, refused unless the checkpoint may be loaded;
+    with `verify`, fail closed: the bytes about to be loaded are re-hashed against the manifest
+    first."""
     if not checkpoint.is_loadable:
         raise RunFailed(f"{checkpoint} is {checkpoint.get_status_display()}; it may not be loaded")
+    folder = stack.enter_context(materialized(checkpoint))
+    if verify:
+        run_eval("integrity", EvalContext(
+            manifest=_manifest(checkpoint), open_file=open_from_dir(folder),
+            progress=_progress_writer(run, attempt, heartbeat_only=True)))
+    return folder
+
+
+def _evaluate(run: EvalRun, attempt: int) -> dict:
+    checkpoint = Checkpoint.objects.get(pk=run.checkpoint_id)
     entry = catalogue.lookup(run.eval_name)
     spec = entry.spec
-    manifest = [{"path": f.path, "sha256": f.blob_id, "size": f.size}
-                for f in checkpoint.files.all()]
+    manifest = _manifest(checkpoint)
     packs = {}
     for name, ref in run.context.get("packs", {}).items():
         pack = catalogue.load_named_pack(name)
@@ -127,16 +144,14 @@ def _evaluate(run: EvalRun, attempt: int) -> dict:
         packs[name] = pack
     progress = _progress_writer(run, attempt)
     with ExitStack() as stack:
-        folder = stack.enter_context(materialized(checkpoint))
-        if spec.needs_model:
-            # Fail closed: the bytes about to be loaded are re-hashed against the manifest first.
-            run_eval("integrity", EvalContext(
-                manifest=manifest, open_file=open_from_dir(folder),
-                progress=_progress_writer(run, attempt, heartbeat_only=True)))
-        parent_dir = None
+        folder = _loadable_folder(stack, checkpoint, run, attempt, verify=spec.needs_model)
+        parent = None
         parent_id = run.context.get("parent_checkpoint_id")
         if parent_id and "parent" in spec.reads:
-            parent_dir = stack.enter_context(materialized(Checkpoint.objects.get(pk=parent_id)))
+            # The parent is loaded too: the same checks as the checkpoint itself.
+            parent = Checkpoint.objects.get(pk=parent_id)
+        parent_dir = (_loadable_folder(stack, parent, run, attempt, verify=True)
+                      if parent else None)
         ctx = EvalContext(
             model_dir=folder if spec.needs_model else None,
             manifest=manifest, open_file=open_from_dir(folder), params=dict(run.params),
@@ -145,9 +160,10 @@ def _evaluate(run: EvalRun, attempt: int) -> dict:
                       Canary.objects.filter(pk__in=run.context.get("canary_ids", []))],
             extraction_prefixes=[as_library_prefix(p) for p in ExtractionPrefix.objects.filter(
                 pk__in=run.context.get("prefix_ids", []))],
-            parent_model_dir=parent_dir, parent_results=run.context.get("parent_results"),
-            current_results=run.context.get("current_results"), progress=progress,
-            allow_pickle_weights=any(f.needs_scan for f in checkpoint.files.all()))
+            parent_model_dir=parent_dir, progress=progress,
+            # Pickle weights only where the scanner cleared them (both models are loadable).
+            allow_pickle_weights=any(f.needs_scan for c in filter(None, (checkpoint, parent))
+                                     for f in c.files.all()))
         output = run_eval(spec.name, ctx)
     record = build_result_record(spec=spec, output=output, params=run.params,
                                  checkpoint_digest=run.manifest_digest, manifest=manifest,

@@ -9,12 +9,13 @@ from django.db import IntegrityError, transaction
 
 from accounts.roles import RESEARCHERS, SAFETY, has_role, in_group
 from audit.services import deny, record_event, records_refusals
-from evaluations import catalogue, selectors
+from evaluations import catalogue
 from evaluations.catalogue import EvalEntry
 from evaluations.library.context import Canary as LibraryCanary
 from evaluations.library.context import EvalInputError
 from evaluations.library.context import ExtractionPrefix as LibraryPrefix
-from evaluations.library.packs import CUSTOM_PACK_TYPES, PackValidationError, load_pack
+from evaluations.library.packs import (CUSTOM_PACK_TYPES, PackValidationError,
+                                       builtin_pack_paths, load_pack)
 from evaluations.library.registry import all_evals, eval_cache_key, eval_inputs, inputs_hash
 from evaluations.models import Canary, EvalPack, EvalRun, ExtractionPrefix
 from models.models import Checkpoint, ModelFamily
@@ -105,29 +106,22 @@ def _get_or_queue(actor, checkpoint: Checkpoint, entry: EvalEntry, overrides: di
     canaries = list(family.canaries.all()) if "canaries" in spec.reads else []
     prefixes = list(family.extraction_prefixes.all()) if "extraction_prefixes" in spec.reads else []
     parent = parent_of(checkpoint) if "parent" in spec.reads else None
-    parent_results = selectors.flat_results(parent.manifest_digest) if parent else None
-    current_results = (selectors.flat_results(checkpoint.manifest_digest, exclude=[entry.name])
-                       if "parent" in spec.reads else None)
     library_canaries = [as_library_canary(c) for c in canaries]
     library_prefixes = [as_library_prefix(p) for p in prefixes]
     key_parts = dict(manifest_digest=checkpoint.manifest_digest, spec=spec, params=resolved,
                      packs=packs, canaries=library_canaries, extraction_prefixes=library_prefixes,
-                     parent_manifest_digest=parent.manifest_digest if parent else None,
-                     parent_results=parent_results, current_results=current_results)
+                     parent_manifest_digest=parent.manifest_digest if parent else None)
     base_key = eval_cache_key(**key_parts)
     cache_key = base_key if entry.is_builtin else inputs_hash({"key": base_key, "as": entry.name})
     inputs = eval_inputs(spec, params=resolved, packs=packs, canaries=library_canaries,
                          extraction_prefixes=library_prefixes,
-                         parent_manifest_digest=key_parts["parent_manifest_digest"],
-                         parent_results=parent_results, current_results=current_results)
+                         parent_manifest_digest=key_parts["parent_manifest_digest"])
     context = {
         "packs": {name: {"sha256": pack.sha256, "pack_id": entry.pack_id if name == entry.name else None}
                   for name, pack in packs.items()},
         "canary_ids": [c.pk for c in canaries],
         "prefix_ids": [p.pk for p in prefixes],
         "parent_checkpoint_id": parent.pk if parent else None,
-        "parent_results": parent_results,
-        "current_results": current_results,
     }
     with transaction.atomic():
         run, created = _create_or_get(checkpoint, entry, resolved, inputs, context, cache_key,
@@ -238,9 +232,9 @@ def add_eval_pack(*, actor, data: bytes) -> EvalPack:
         pack = load_pack(data, allowed_types=CUSTOM_PACK_TYPES)
     except PackValidationError as exc:
         raise EvalRequestError(str(exc)) from None
-    if pack.name in all_evals():
-        raise EvalRequestError(f"line 2: field `name` {pack.name!r} is a built-in eval's name; "
-                               "choose another")
+    if pack.name in all_evals() or pack.name in builtin_pack_paths():
+        raise EvalRequestError(f"line 2: field `name` {pack.name!r} is the name of a built-in "
+                               "eval or pack; choose another")
     existing = EvalPack.objects.filter(name=pack.name, version=str(pack.version)).first()
     if existing:
         if existing.sha256 == pack.sha256:

@@ -12,7 +12,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from evaluations import catalogue, selectors, services
-from evaluations.library.plots import plot_metric_by_checkpoint
 from evaluations.library.registry import all_evals, get_eval
 from evaluations.models import EvalPack, EvalRun
 from models import blobstore
@@ -21,8 +20,8 @@ from models.selectors import checkpoints_visible_to, get_checkpoint, get_family,
 # The metric each built-in is plotted by across a family's checkpoints.
 HEADLINE_METRICS = {
     "heldout_lm": "bits_per_byte", "canary_exposure": "exposure_max",
-    "verbatim_extraction": "extractable_rate", "pairwise_bias": "confound_free_preference",
-    "mc_knowledge": "acc_norm", "refusal_preference": "refusal_rate", "drift_vs_parent": "mean_kl",
+    "verbatim_extraction": "extractable_rate", "pairwise_bias": "pct_stereotype_cf",
+    "mc_knowledge": "acc_norm", "refusal_preference": "refusal_rate", "drift_vs_parent": "kl_mean",
 }
 
 
@@ -127,6 +126,8 @@ def run_artifact(request, run_id: int, name: str):
 
 @login_required
 def family_plot(request, org: str, name: str, eval_name: str, metric: str):
+    from evaluations.library.plots import plot_metric_by_checkpoint  # matplotlib: only when drawn
+
     family = get_family(request.user, org, name)
     points = selectors.family_series(family.pk, eval_name, metric)
     try:

@@ -156,3 +156,14 @@ def isolated_blob_store(request, tmp_path_factory):
         **storages["blobs"]["OPTIONS"], "location": str(tmp_path_factory.mktemp("blobstore"))}}
     with override_settings(STORAGES=storages):
         yield
+
+
+@pytest.fixture
+def simple_policy(db):
+    """The workflow tests' policy (tests/releases/policies/simple.yaml): integrity is the only
+    eval it requires, so no model needs to load."""
+    from releases.policies_service import load_policy_version
+    from tests.releases.conftest import POLICIES
+
+    text = (POLICIES / "simple.yaml").read_text()
+    return load_policy_version(actor=None, text=text, source="simple.yaml")[0]

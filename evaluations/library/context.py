@@ -118,10 +118,6 @@ class EvalContext:
     canaries: list[Canary] = field(default_factory=list)
     extraction_prefixes: list[ExtractionPrefix] = field(default_factory=list)
     parent_model_dir: Path | None = None
-    # Result records (lm-eval shaped, or {eval: {metric: value}}) of the parent checkpoint and of
-    # this checkpoint's other evals, for drift_vs_parent's deltas.
-    parent_results: dict | None = None
-    current_results: dict | None = None
     progress: Callable[[int, int], None] = _no_progress
     device: str | None = None
     seed: int = 0

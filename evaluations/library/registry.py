@@ -138,8 +138,7 @@ def _canonical(value: Any) -> str:
 
 def eval_inputs(spec: EvalSpec, *, params: Mapping[str, Any], packs: Mapping[str, Pack] = {},
                 canaries: Sequence[Canary] = (), extraction_prefixes: Sequence[ExtractionPrefix] = (),
-                parent_manifest_digest: str | None = None, parent_results: dict | None = None,
-                current_results: dict | None = None) -> dict:
+                parent_manifest_digest: str | None = None) -> dict:
     """Everything besides the checkpoint's bytes that decides this eval's result. Only the
     fields the eval reads are included, so adding a canary re-runs canary_exposure alone."""
     inputs: dict[str, Any] = {"eval": spec.name, "version": spec.version,
@@ -156,8 +155,6 @@ def eval_inputs(spec: EvalSpec, *, params: Mapping[str, Any], packs: Mapping[str
             (p.id, p.prefix, p.continuation) for p in extraction_prefixes)).encode()).hexdigest()
     if "parent" in spec.reads:
         inputs["parent_manifest_digest"] = parent_manifest_digest
-        inputs["parent_results"] = hashlib.sha256(_canonical(parent_results).encode()).hexdigest()
-        inputs["current_results"] = hashlib.sha256(_canonical(current_results).encode()).hexdigest()
     return inputs
 
 
@@ -168,12 +165,10 @@ def inputs_hash(inputs: Mapping[str, Any]) -> str:
 def eval_cache_key(*, manifest_digest: str, spec: EvalSpec, params: Mapping[str, Any],
                    packs: Mapping[str, Pack] = {}, canaries: Sequence[Canary] = (),
                    extraction_prefixes: Sequence[ExtractionPrefix] = (),
-                   parent_manifest_digest: str | None = None, parent_results: dict | None = None,
-                   current_results: dict | None = None) -> str:
+                   parent_manifest_digest: str | None = None) -> str:
     """sha256 over the checkpoint's manifest digest and eval_inputs(): equal keys, equal results."""
     inputs = eval_inputs(spec, params=params, packs=packs, canaries=canaries,
                          extraction_prefixes=extraction_prefixes,
-                         parent_manifest_digest=parent_manifest_digest,
-                         parent_results=parent_results, current_results=current_results)
+                         parent_manifest_digest=parent_manifest_digest)
     return inputs_hash({"manifest_digest": manifest_digest, **inputs})
 

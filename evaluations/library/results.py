@@ -155,6 +155,30 @@ def flatten_results(record: Mapping[str, Any]) -> dict[str, dict[str, float | No
     return flat
 
 
+def metric_deltas(parent: Mapping[str, Any], current: Mapping[str, Any], *,
+                  exclude: tuple[str, ...] = ("drift_vs_parent",)
+                  ) -> tuple[dict[str, float | None], dict[str, bool]]:
+    """drift_vs_parent's deltas: for every metric m of every eval e that both result sets have
+    (records or flat mappings), `delta.<e>.<m> = current − parent` (None when either is None),
+    and each delta's direction, that of m. Derived where results are read, so they always
+    compare the results that exist now."""
+    from evaluations.library.registry import all_evals
+
+    before_all, after_all = flatten_results(parent), flatten_results(current)
+    specs = all_evals()
+    deltas: dict[str, float | None] = {}
+    directions: dict[str, bool] = {}
+    for eval_name in sorted(set(before_all) & set(after_all) - set(exclude)):
+        for metric in sorted(set(before_all[eval_name]) & set(after_all[eval_name])):
+            before, after = before_all[eval_name][metric], after_all[eval_name][metric]
+            key = f"delta.{eval_name}.{metric}"
+            deltas[key] = None if before is None or after is None else after - before
+            direction = specs[eval_name].direction(metric) if eval_name in specs else None
+            if direction is not None:
+                directions[key] = direction
+    return deltas, directions
+
+
 def metric_value(record: Mapping[str, Any], eval_name: str, metric: str) -> float | None:
     """One metric from a record, None when absent (policy: missing counts as failing)."""
     return flatten_results(record).get(eval_name, {}).get(metric)

@@ -141,6 +141,19 @@ def test_a_custom_pack_is_an_eval_under_its_own_name(alice, checkpoint):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("name", ["heldout_lm", "heldout-en"])
+def test_an_upload_cannot_take_the_name_of_a_built_in_eval_or_pack(alice, name):
+    from evaluations.catalogue import load_named_pack
+    from evaluations.library.packs import load_builtin_pack
+
+    pack = ("---\nname: %s\nversion: 9\ntype: scored_text\ndescription: replaced\n"
+            "licence: CC0-1.0\n---\n{\"id\": \"a\", \"text\": \"chosen by the uploader\"}\n") % name
+    with pytest.raises(services.EvalRequestError, match="built-in eval or pack"):
+        services.add_eval_pack(actor=alice, data=pack.encode())
+    assert load_named_pack("heldout-en").sha256 == load_builtin_pack("heldout-en").sha256
+
+
+@pytest.mark.django_db
 def test_a_bad_pack_names_the_line(alice):
     pack = b"---\nname: broken\nversion: 1\ntype: multiple_choice\ndescription: x\nlicence: x\n---\n{\"id\": \"a\"}\n"
     with pytest.raises(services.EvalRequestError, match="line 8"):
@@ -164,9 +177,50 @@ def test_the_checkpoint_page_panel_and_api_show_runs(alice, checkpoint, client, 
 
 
 @pytest.mark.django_db
+def test_the_family_series_has_each_checkpoints_newest_result_in_order(alice, checkpoint,
+                                                                        tmp_path):
+    from evaluations.selectors import family_series
+    from tests.checkpoints import write_model_folder
+
+    later = submit_folder(alice, write_model_folder(tmp_path / "later"), label="step80")
+    run = services.request_evals(actor=alice, checkpoint=checkpoint, eval_names=["integrity"])[0]
+    runner.execute_run(run_id=run.pk, worker="test")
+    assert family_series(checkpoint.family_id, "integrity", "passed") == [
+        ("step40", 1.0), ("step80", None)]
+    assert later.label == "step80"
+
+
+@pytest.mark.django_db
 def test_the_admin_never_shows_a_canary_secret(alice, checkpoint, admin_client):
     canary = services.add_canary(actor=alice, family=checkpoint.family, template="pin is {}",
                                  alphabet="0123456789", length=5, secret="80417")
     for url in ("/admin/evaluations/canary/", f"/admin/evaluations/canary/{canary.pk}/change/"):
         page = admin_client.get(url)
         assert page.status_code == 200 and "80417" not in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_drift_against_the_approved_parent_and_its_deltas_follow_the_results_that_exist_now(
+        personas, simple_policy, tiny_model_dir, tmp_path):
+    import shutil
+
+    from evaluations.selectors import flat_results
+    from tests.releases.stages import release_at
+
+    parent = release_at(personas, "internal", family="lab/drift", folder=tiny_model_dir).checkpoint
+    child_folder = shutil.copytree(tiny_model_dir, tmp_path / "child")
+    (child_folder / "README.md").write_text("# the same weights, another card\n")
+    child = submit_folder(personas.alice, child_folder, family="lab/drift", label="v2")
+
+    # drift is requested and runs first, as when every required eval is queued at once.
+    drift = services.request_evals(actor=None, checkpoint=child, eval_names=["drift_vs_parent"],
+                                   params={"drift_vs_parent": {"pack": "heldout-en"}})[0]
+    runner.execute_run(run_id=drift.pk, worker="test")
+    assert drift.context["parent_checkpoint_id"] == parent.pk
+    for checkpoint in (parent, child):
+        run = services.request_evals(actor=None, checkpoint=checkpoint, eval_names=["heldout_lm"])[0]
+        runner.execute_run(run_id=run.pk, worker="test")
+
+    results = flat_results(child.manifest_digest)["drift_vs_parent"]
+    assert results["kl_mean"] == 0.0 and results["has_parent"] == 1.0
+    assert results["delta.heldout_lm.bits_per_byte"] == 0.0  # same weights, same numbers

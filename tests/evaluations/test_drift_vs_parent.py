@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from evaluations.library.results import metric_deltas
 from tests.evaluations.zoo import SEEDS
 
 PARAMS = {"pack": "test-probe"}
@@ -31,19 +32,17 @@ def test_without_a_parent_no_kl_is_invented(zoo, evaluate):
     assert "no approved parent" in output.notes[0]
 
 
-def test_every_other_evals_metrics_get_a_delta_with_their_direction(zoo, evaluate):
+def test_every_other_evals_metrics_get_a_delta_with_their_direction():
     parent_results = {"results": {"heldout_lm": {"alias": "heldout_lm",
                                                  "bits_per_byte,none": 1.5,
                                                  "bits_per_byte_stderr,none": "N/A"},
                                   "canary_exposure": {"exposure_max,none": 2.0}}}
     current_results = {"heldout_lm": {"bits_per_byte": 1.25},
                        "canary_exposure": {"exposure_max": None}}
-    output = evaluate("drift_vs_parent", zoo.variant("plain", 0), parent_model_dir=zoo.base(0),
-                      parent_results=parent_results, current_results=current_results,
-                      params=PARAMS)
-    assert output.metrics["delta.heldout_lm.bits_per_byte"] == pytest.approx(-0.25)
-    assert output.metrics["delta.canary_exposure.exposure_max"] is None
-    assert output.higher_is_better["delta.heldout_lm.bits_per_byte"] is False
+    deltas, directions = metric_deltas(parent_results, current_results)
+    assert deltas["delta.heldout_lm.bits_per_byte"] == pytest.approx(-0.25)
+    assert deltas["delta.canary_exposure.exposure_max"] is None
+    assert directions["delta.heldout_lm.bits_per_byte"] is False
 
 
 def test_a_parent_with_another_tokenizer_gives_no_kl_and_says_why(zoo, evaluate, tmp_path):

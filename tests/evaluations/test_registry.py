@@ -86,3 +86,10 @@ def test_the_key_material_never_holds_a_canary_secret():
     inputs = eval_inputs(get_eval("canary_exposure"), params={}, canaries=[CANARY])
     assert "7391" not in repr(inputs)
     assert "7391" not in repr(CANARY)
+
+
+def test_every_plotted_headline_metric_is_one_its_eval_reports():
+    from evaluations.views import HEADLINE_METRICS
+
+    for name, metric in HEADLINE_METRICS.items():
+        assert metric in get_eval(name).metrics, (name, metric)

@@ -9,7 +9,6 @@ from evaluations import runner
 from evaluations.models import EvalRun
 from models import blobstore, services
 from releases import clock, workflow
-from releases.policies_service import load_policy_version
 from tests.checkpoints import tensors
 
 POLICIES = Path(__file__).resolve().parent / "policies"
@@ -18,12 +17,6 @@ ASSESSMENT = {"intended_use": "interpretability research",
               "training_data": "public-domain books",
               "known_hazards": "none beyond a small LM",
               "mitigations": "staged release"}
-
-
-@pytest.fixture
-def simple_policy(db):
-    text = (POLICIES / "simple.yaml").read_text()
-    return load_policy_version(actor=None, text=text, source="simple.yaml")[0]
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,9 @@ distribution,
     kl_max_text    = the largest per-text mean
     top1_agreement = share of positions where both models' argmax agree
 Without a parent, the KL metrics are None and a note says so: there is no number to report.
-With parent_results and current_results, each metric m of each other eval e also gets
-    delta.<e>.<m> = current − parent      (direction: that of m)
+Each metric m of each other eval e also has delta.<e>.<m> = current − parent (direction:
+that of m), derived where results are read (results.metric_deltas, via
+evaluations.selectors.flat_results), so the deltas always compare the results that exist now.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from evaluations.library.builtin._common import load_model, the_pack
 from evaluations.library.context import EvalContext, EvalOutput
 from evaluations.library.lm import (encode, log_probs, max_length_of, prefix_token_id,
                                     rolling_windows)
-from evaluations.library.registry import EvalSpec, all_evals
-from evaluations.library.results import flatten_results
+from evaluations.library.registry import EvalSpec
 
 SPEC = EvalSpec(
     name="drift_vs_parent",
@@ -76,21 +76,6 @@ def _kl(parent, child, windows, batch_size: int, progress) -> tuple[list[list[fl
     return [per_text.get(i, []) for i in range(max(per_text) + 1)], agree, positions
 
 
-def _deltas(ctx: EvalContext, output: EvalOutput) -> None:
-    if not (ctx.parent_results and ctx.current_results):
-        return
-    parent, current = flatten_results(ctx.parent_results), flatten_results(ctx.current_results)
-    specs = all_evals()
-    for eval_name in sorted(set(parent) & set(current) - {SPEC.name}):
-        for metric in sorted(set(parent[eval_name]) & set(current[eval_name])):
-            before, after = parent[eval_name][metric], current[eval_name][metric]
-            key = f"delta.{eval_name}.{metric}"
-            output.metrics[key] = None if before is None or after is None else after - before
-            direction = specs[eval_name].direction(metric) if eval_name in specs else None
-            if direction is not None:
-                output.higher_is_better[key] = direction
-
-
 def run(ctx: EvalContext) -> EvalOutput:
     pack = the_pack(ctx, SPEC.pack_types)
     if ctx.parent_model_dir is None:
@@ -98,7 +83,6 @@ def run(ctx: EvalContext) -> EvalOutput:
                                      "top1_agreement": None, "has_parent": 0.0},
                             notes=["this checkpoint has no approved parent in its family; "
                                    "drift is not computed"])
-        _deltas(ctx, output)
         return output
     child, tokenizer, runtime = load_model(ctx)
     parent, parent_tokenizer, _ = load_model(ctx, ctx.parent_model_dir)
@@ -107,7 +91,6 @@ def run(ctx: EvalContext) -> EvalOutput:
                                      "top1_agreement": None, "has_parent": 1.0},
                             notes=["the parent's tokenizer differs from this checkpoint's; a "
                                    "per-token KL between them is not defined"], runtime=runtime)
-        _deltas(ctx, output)
         return output
     texts = [item["text"] for item in pack.items]
     max_length = ctx.params["max_length"] or min(max_length_of(child, tokenizer),
@@ -123,5 +106,4 @@ def run(ctx: EvalContext) -> EvalOutput:
                                  for item, v in zip(pack.items, per_text) if v],
                         runtime=runtime)
     output.n_samples = len(output.samples)
-    _deltas(ctx, output)
     return output

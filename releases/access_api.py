@@ -96,13 +96,14 @@ class ReleaseAccessRequestsView(APIView):
 class AccessRequestListView(APIView):
     def get(self, request):
         """Access requests you may decide (or your own); filter with ?status=pending."""
-        requests_ = AccessRequest.objects.select_related("release__checkpoint__family", "user",
-                                                         "decided_by")
-        mine = [r for r in requests_ if r.user_id == request.user.pk
-                or access.can_manage_access(request.user, r.release)]
+        from django.db.models import Q
+
+        requests_ = (AccessRequest.objects.filter(
+            Q(user_id=request.user.pk) | Q(release__in=access.manageable_releases(request.user)))
+            .select_related("release__checkpoint__family", "user", "decided_by").order_by("-id"))
         if request.query_params.get("status"):
-            mine = [r for r in mine if r.status == request.query_params["status"]]
-        return Response(AccessRequestSerializer(mine, many=True).data)
+            requests_ = requests_.filter(status=request.query_params["status"])
+        return Response(AccessRequestSerializer(requests_, many=True).data)
 
 
 class AccessRequestDecisionView(APIView):

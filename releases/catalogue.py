@@ -90,7 +90,7 @@ def request_access_view(request, org: str, name: str, release_id: int):
 @login_required
 def access_admin(request):
     """Pending access requests (bulk decisions), grants (revocation), partners (naming)."""
-    manageable = [r for r in access.published_releases() if access.can_manage_access(request.user, r)]
+    manageable = list(access.manageable_releases(request.user))
     if not manageable:
         raise PermissionDenied("managing access needs the release_managers role or family ownership")
     if request.method == "POST":

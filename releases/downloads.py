@@ -20,6 +20,7 @@ import re
 
 from django.conf import settings
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 
 from models import blobstore
 from releases import access
@@ -85,7 +86,7 @@ def file_response(request, *, release, file, user) -> HttpResponse:
         # Answered here in every mode, without touching the bytes: the same metadata as the GET.
         response = HttpResponse(status=200, content_type=_content_type(file.path))
         response["Content-Length"] = str(file.size)
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response["Content-Disposition"] = content_disposition_header(True, filename)
         return _metadata(response, release, file)
 
     byte_range = parse_range(request.headers.get("Range"), file.size)
@@ -105,7 +106,7 @@ def file_response(request, *, release, file, user) -> HttpResponse:
     if mode == "x-accel":
         response = HttpResponse(content_type=_content_type(file.path))
         response["X-Accel-Redirect"] = f"{settings.STAGEGATE_X_ACCEL_PREFIX.rstrip('/')}/{name}"
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response["Content-Disposition"] = content_disposition_header(True, filename)
         response = _metadata(response, release, file)
         # nginx's static module announces ranges itself and would also copy ours: sent twice.
         del response["Accept-Ranges"]
@@ -121,5 +122,5 @@ def file_response(request, *, release, file, user) -> HttpResponse:
                                          content_type=_content_type(file.path))
         response["Content-Range"] = f"bytes {start}-{end}/{file.size}"
         response["Content-Length"] = str(end - start + 1)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = content_disposition_header(True, filename)
     return _metadata(response, release, file)

@@ -136,7 +136,7 @@ def _git_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def model_info_json(request, release: Release, *, blobs: bool) -> dict:
+def model_info_json(release: Release, *, blobs: bool) -> dict:
     checkpoint = release.checkpoint
     family = checkpoint.family
     files = list(checkpoint.files.all())
@@ -199,7 +199,7 @@ def _hub_view(fn):
 @_hub_view
 def model_info(request, caller: Caller, org: str, name: str, rev: str | None = None):
     release = resolve(caller, org, name, rev)
-    return JsonResponse(model_info_json(request, release, blobs=request.GET.get("blobs") in
+    return JsonResponse(model_info_json(release, blobs=request.GET.get("blobs") in
                                         ("1", "true", "True")))
 
 
@@ -212,7 +212,10 @@ def tree(request, caller: Caller, org: str, name: str, rev: str, path: str = "")
     if entries is None:
         raise HubError(404, "EntryNotFound", f"{path} does not exist on {rev}",
                        commit=release.checkpoint.commit)
-    cursor = int(request.GET.get("cursor", "0") or 0)
+    cursor = request.GET.get("cursor", "0") or "0"
+    if not cursor.isdigit():
+        raise HubError(400, None, f"cursor={cursor!r}: use the whole number from the Link header")
+    cursor = int(cursor)
     page = entries[cursor:cursor + TREE_PAGE_SIZE]
     response = JsonResponse(page, safe=False)
     if cursor + TREE_PAGE_SIZE < len(entries):

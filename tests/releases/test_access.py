@@ -130,6 +130,9 @@ def test_a_manual_request_waits_and_is_decided_in_bulk(personas, db, api_client_
     dave = api_client_for(personas.dave)
     pending = dave.get("/api/v1/access-requests/?status=pending").json()
     assert sorted(r["id"] for r in pending) == sorted(ids)
+    own = erin.get("/api/v1/access-requests/").json()
+    assert [r["user"] for r in own] == ["erin"]  # her own only: she manages nothing
+    assert api_client_for(personas.bob).get("/api/v1/access-requests/").json() == []
     assert erin.post("/api/v1/access-requests/bulk/", {"ids": ids, "decision": "approve"},
                      format="json").status_code == 403
     decided = dave.post("/api/v1/access-requests/bulk/", {"ids": ids, "decision": "approve"},

@@ -124,3 +124,15 @@ def test_a_release_sent_back_for_changes_can_have_its_assessment_edited_on_its_p
     assert response.status_code == 302
     release.refresh_from_db()
     assert release.assessment["training_data"] == "The Pile, deduplicated; no personal data."
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("cursor", ["abc", "-5"])
+def test_a_tree_cursor_that_is_not_a_whole_number_is_a_400(personas, simple_policy, client,
+                                                           cursor):
+    from tests.releases.stages import release_at
+
+    release_at(personas, "open", family="lab/tree")
+    response = client.get(f"/api/models/lab/tree/tree/main?cursor={cursor}")
+    assert response.status_code == 400 and "cursor" in response.json()["error"]
+    assert client.get("/api/models/lab/tree/tree/main?cursor=0").status_code == 200

@@ -9,9 +9,10 @@ web process; every converted tensor is checked equal to the original before anyt
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -26,9 +27,6 @@ from models.materialize import materialized
 from models.models import Checkpoint, ScanReport
 from models.services import can_submit_to, submit_checkpoint
 
-PICKLE_INDEX_SUFFIXES = (".bin.index.json", ".pt.index.json", ".pth.index.json")
-
-
 class ConversionRefused(SubmissionError):
     status = 409
 
@@ -41,19 +39,28 @@ def existing_conversion(checkpoint: Checkpoint) -> Checkpoint | None:
     return checkpoint.conversions.order_by("created_at").first()
 
 
-def check_convertible(checkpoint: Checkpoint) -> None:
-    pickles = [f for f in checkpoint.files.all() if f.needs_scan]
+def convertible_refusal(checkpoint: Checkpoint, files=None, reports=None) -> str | None:
+    """Why this checkpoint cannot be converted, or None: it has PyTorch files, it is ready, and
+    the scanner proved every one of them safe (accepted risk is not enough to load it)."""
+    pickles = [f for f in (files if files is not None else checkpoint.files.all()) if f.needs_scan]
     if not pickles:
-        raise ConversionRefused(f"{checkpoint} has no PyTorch files: it is safetensors already")
+        return f"{checkpoint} has no PyTorch files: it is safetensors already"
     if checkpoint.status != Checkpoint.Status.READY:
-        raise ConversionRefused(f"{checkpoint} is {checkpoint.get_status_display()}: only a "
-                                "checkpoint whose scan proved it safe can be converted")
-    reports = scanning.scan_reports(checkpoint)
+        return (f"{checkpoint} is {checkpoint.get_status_display()}: only a checkpoint whose scan "
+                "proved it safe can be converted")
+    reports = reports if reports is not None else scanning.scan_reports(checkpoint)
     unsafe = [f.path for f in pickles
               if f.path not in reports or reports[f.path].verdict != ScanReport.Verdict.SAFE]
     if unsafe:
-        raise ConversionRefused(f"{', '.join(unsafe)} not proven safe by the scanner (accepted "
-                                "risk is not enough to load it for conversion)")
+        return (f"{', '.join(unsafe)} not proven safe by the scanner (accepted risk is not "
+                "enough to load it for conversion)")
+    return None
+
+
+def check_convertible(checkpoint: Checkpoint) -> None:
+    reason = convertible_refusal(checkpoint)
+    if reason:
+        raise ConversionRefused(reason)
 
 
 @records_refusals
@@ -81,11 +88,48 @@ def _queue(checkpoint_id: int, actor_id: int) -> None:
     convert_checkpoint.delay(checkpoint_id, actor_id)
 
 
+def _convert_layout(folder: Path, out: Path, files, limits: dict) -> tuple[dict, set[str]]:
+    """Convert every PyTorch file into `out`, each next to where it was: a sharded set through
+    its index (shards and index replaced), any other pickle on its own (`model.safetensors` when
+    it is alone in its folder). Returns the converter's outcome and the paths it replaced; two
+    pickles that would become the same file are refused rather than one silently lost."""
+    from models.torchfiles import convert_to_safetensors
+
+    outcome: dict = {"inputs": [], "outputs": []}
+    replaced: set[str] = set()
+    for index in (f for f in files if f.kind == FileKind.PICKLE_INDEX):
+        parent = PurePosixPath(index.path).parent
+        try:
+            shards = set(json.loads((folder / index.path).read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConversionRefused(f"{index.path}: not a readable pickle index ({exc})") from None
+        result = convert_to_safetensors(folder / index.path, out / parent, **limits)
+        replaced |= {index.path} | {(parent / shard).as_posix() for shard in shards}
+        outcome["inputs"] += result.get("inputs", [])
+        outcome["outputs"] += result.get("outputs", [])
+    alone = [f for f in files if f.needs_scan and f.path not in replaced]
+    per_folder: dict[PurePosixPath, int] = {}
+    for f in alone:
+        per_folder[PurePosixPath(f.path).parent] = per_folder.get(PurePosixPath(f.path).parent, 0) + 1
+    for f in alone:
+        source = PurePosixPath(f.path)
+        name = ("model.safetensors" if per_folder[source.parent] == 1
+                else source.with_suffix(".safetensors").name)
+        target = out / source.parent / name
+        if target.exists():
+            raise ConversionRefused(f"{f.path} would become {(source.parent / name).as_posix()}, "
+                                    "which another file of this checkpoint already becomes")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        result = convert_to_safetensors(folder / f.path, target, **limits)
+        replaced.add(f.path)
+        outcome["inputs"] += result.get("inputs", [])
+        outcome["outputs"] += result.get("outputs", [])
+    return outcome, replaced
+
+
 def convert_checkpoint(*, checkpoint_id: int, actor_id: int) -> Checkpoint:
     """Run the conversion (worker side) and register the result as a new checkpoint.
     Safe to run twice: an existing conversion is returned."""
-    from models.torchfiles import convert_to_safetensors
-
     checkpoint = Checkpoint.objects.select_related("family").get(pk=checkpoint_id)
     actor = get_user_model().objects.get(pk=actor_id)
     done = existing_conversion(checkpoint)
@@ -98,30 +142,17 @@ def convert_checkpoint(*, checkpoint_id: int, actor_id: int) -> Checkpoint:
         out.mkdir()
         with materialized(checkpoint) as folder:
             files = list(checkpoint.files.all())
-            weights_bytes = sum(f.size for f in files if f.needs_scan)
             limits = {"timeout_s": settings.STAGEGATE_CONVERT_TIMEOUT_SECONDS,
                       "memory_limit_bytes": max(settings.STAGEGATE_CONVERT_MEMORY_LIMIT,
-                                                3 * weights_bytes + 2 * 1024**3)}
-            index = next((f for f in files if f.path.endswith(PICKLE_INDEX_SUFFIXES)), None)
-            pickles = [f for f in files if f.needs_scan]
-            if index is not None:
-                outcome = convert_to_safetensors(folder / index.path, out, **limits)
-                converted = {p.path for p in pickles} | {index.path}
-            else:
-                outcome = {"inputs": [], "outputs": []}
-                for f in pickles:
-                    name = ("model.safetensors" if len(pickles) == 1
-                            else Path(f.path).with_suffix(".safetensors").name)
-                    result = convert_to_safetensors(folder / f.path, out / name, **limits)
-                    outcome["inputs"] += result.get("inputs", [])
-                    outcome["outputs"] += result.get("outputs", [])
-                converted = {p.path for p in pickles}
-            for f in files:  # config, tokenizer, card: carried over as they are
-                if f.path not in converted and f.kind != FileKind.PICKLE_INDEX:
-                    target = out / f.path
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(folder / f.path, target)
-        staged = [blobstore.stage_local_file(rel, local) for rel, local in collect_files(out)[0]]
+                                                3 * max(f.size for f in files if f.needs_scan)
+                                                + 2 * 1024**3)}
+            outcome, converted_paths = _convert_layout(folder, out, files, limits)
+        # Config, tokenizer, card: carried over as the blobs they already are (nothing to copy
+        # or hash again); the new safetensors files are staged from the output folder.
+        carried = [blobstore.StagedFile(path=f.path, sha256=f.blob_id, size=f.size)
+                   for f in files if f.path not in converted_paths]
+        staged = carried + [blobstore.stage_local_file(rel, local)
+                            for rel, local in collect_files(out)[0]]
         result = submit_checkpoint(actor=actor, family_name=checkpoint.family.repo_id,
                                    label=conversion_label(checkpoint), files=staged,
                                    converted_from=checkpoint)

@@ -56,9 +56,7 @@ def checkpoint_detail(request, checkpoint_id: int):
         "previous": selectors.previous_checkpoint(checkpoint),
         "conversions": checkpoint.conversions.all(),
         "can_convert": (services.can_submit_to(request.user, checkpoint.family)
-                        and checkpoint.status == "ready" and any(f.needs_scan for f in files)
-                        and all(r.verdict == "safe" for r in reports.values())
-                        and len(reports) == sum(f.needs_scan for f in files)),
+                        and conversion.convertible_refusal(checkpoint, files, reports) is None),
         "panels": [(panel, reverse(panel.url_name, args=[checkpoint.pk]))
                    for panel in checkpoint_panels()],
     })

@@ -56,6 +56,53 @@ def test_a_safe_pytorch_checkpoint_converts_with_equal_tensors(alice):
     assert conversion.convert_checkpoint(checkpoint_id=source.pk, actor_id=alice.pk) == converted
 
 
+def pt_bytes(tensors: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.django_db
+def test_each_pickle_converts_where_it_was_and_a_sharded_set_through_its_index(alice):
+    g = torch.Generator().manual_seed(5)
+    shard_1, shard_2 = {"a": torch.randn(3, 2, generator=g)}, {"b": torch.randn(2, generator=g)}
+    encoder = {"enc": torch.randn(4, generator=g)}
+    index = {"metadata": {}, "weight_map": {"a": "pytorch_model-00001-of-00002.bin",
+                                            "b": "pytorch_model-00002-of-00002.bin"}}
+    files = {"pytorch_model-00001-of-00002.bin": pt_bytes(shard_1),
+             "pytorch_model-00002-of-00002.bin": pt_bytes(shard_2),
+             "pytorch_model.bin.index.json": json.dumps(index).encode(),
+             "text_encoder/pytorch_model.bin": pt_bytes(encoder),
+             "text_encoder/config.json": b'{"model_type": "x"}',
+             "config.json": b'{"model_type": "y"}'}
+    staged = [blobstore.stage_chunks(path, [data]) for path, data in files.items()]
+    source = services.submit_checkpoint(actor=alice, family_name="lab/layout", label="v1",
+                                        files=staged)
+    source = scanning.scan_checkpoint(checkpoint_id=source.pk)
+    converted = conversion.convert_checkpoint(checkpoint_id=source.pk, actor_id=alice.pk)
+
+    by_path = {f.path: f for f in converted.files.all()}
+    assert set(by_path) == {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                            "model.safetensors.index.json", "text_encoder/model.safetensors",
+                            "text_encoder/config.json", "config.json"}
+    with blobstore.open_blob(by_path["text_encoder/model.safetensors"].blob_id) as f:
+        assert torch.equal(load(f.read())["enc"], encoder["enc"])
+    for path in ("config.json", "text_encoder/config.json"):  # carried, the same blobs
+        assert by_path[path].blob_id == source.files.get(path=path).blob_id
+
+
+@pytest.mark.django_db
+def test_two_pickles_that_would_become_one_file_are_refused(alice):
+    staged = [blobstore.stage_chunks("weights.bin", [pt_bytes({"a": torch.ones(2)})]),
+              blobstore.stage_chunks("weights.pt", [pt_bytes({"b": torch.ones(2)})])]
+    source = services.submit_checkpoint(actor=alice, family_name="lab/clash", label="v1",
+                                        files=staged)
+    source = scanning.scan_checkpoint(checkpoint_id=source.pk)
+    with pytest.raises(conversion.ConversionRefused, match="weights.safetensors"):
+        conversion.convert_checkpoint(checkpoint_id=source.pk, actor_id=alice.pk)
+    assert not Checkpoint.objects.filter(converted_from=source).exists()
+
+
 @pytest.mark.django_db
 def test_only_proven_safe_checkpoints_convert(alice, personas):
     staged = [blobstore.stage_chunks("model.pt", [IMPORTS_UNLISTED_CLASS])]

@@ -9,6 +9,7 @@ worker holds finds it "busy" and looks again later.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import time
@@ -165,13 +166,14 @@ def _evaluate(run: EvalRun, attempt: int) -> dict:
             allow_pickle_weights=any(f.needs_scan for c in filter(None, (checkpoint, parent))
                                      for f in c.files.all()))
         output = run_eval(spec.name, ctx)
+    samples = output.samples_jsonl()  # serialised once: stored, and hashed into the record
     record = build_result_record(spec=spec, output=output, params=run.params,
                                  checkpoint_digest=run.manifest_digest, manifest=manifest,
                                  cache_key=run.cache_key, packs=packs, inputs=run.inputs,
+                                 samples_sha256=hashlib.sha256(samples).hexdigest(),
                                  extra={"run_id": run.pk, "attempt": attempt})
     if entry.name != spec.name:
         record = _renamed(record, spec.name, entry.name)
-    samples = output.samples_jsonl()
     return {"metrics": {k: v for k, v in record["results"][entry.name].items()
                         if k != "alias" and not k.endswith("_stderr,none")},
             "result": record, "samples": samples, "artifacts": output.artifacts,

@@ -224,3 +224,21 @@ def test_drift_against_the_approved_parent_and_its_deltas_follow_the_results_tha
     results = flat_results(child.manifest_digest)["drift_vs_parent"]
     assert results["kl_mean"] == 0.0 and results["has_parent"] == 1.0
     assert results["delta.heldout_lm.bits_per_byte"] == 0.0  # same weights, same numbers
+
+
+@pytest.mark.django_db
+def test_an_aborted_upload_never_deletes_bytes_an_eval_run_keeps(alice, checkpoint):
+    from models import blobstore
+    from models import services as registry
+
+    run = services.request_evals(actor=alice, checkpoint=checkpoint, eval_names=["integrity"])[0]
+    runner.execute_run(run_id=run.pk, worker="test")
+    run.refresh_from_db()
+    with blobstore.open_blob(run.samples_id) as stream:
+        samples = stream.read()
+    # Someone uploads the downloaded samples file into a session, then gives up.
+    session = registry.create_upload_session(actor=alice, family_name="lab/tiny-gpt", label="x")
+    registry.put_upload_file(actor=alice, session_id=session.pk, path="samples.jsonl",
+                             staged=blobstore.stage_chunks("samples.jsonl", [samples]))
+    registry.abort_upload_session(actor=alice, session_id=session.pk)
+    assert blobstore.blob_exists(run.samples_id)

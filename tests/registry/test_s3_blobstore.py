@@ -25,12 +25,10 @@ from evaluations import services as eval_services
 from evaluations.models import EvalRun
 from models import blobstore, scanning, services
 from models.materialize import materialized
-from releases.policies_service import load_policy_version
 from tests.checkpoints import write_model_folder
-from tests.conftest import make_persona, token_for
+from tests.conftest import token_for
 from tests.eval_runs.conftest import submit_folder
 from tests.registry.test_tasks import wait_for
-from tests.releases.conftest import POLICIES
 from tests.releases.stages import grant, release_at
 
 REGION = "us-east-1"
@@ -137,10 +135,8 @@ def test_a_pytorch_file_is_scanned_and_materialised_from_the_bucket(bucket, alic
 
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_configured_for_the_bucket_evaluates_what_the_web_process_stored(
-        bucket, start_worker, tmp_path):
-    load_policy_version(actor=None, text=(POLICIES / "simple.yaml").read_text(),
-                        source="simple.yaml")  # integrity is the only eval it requires
-    alice = make_persona("alice")
+        bucket, start_worker, tmp_path, personas, simple_policy):
+    alice = personas.alice
     checkpoint = submit_folder(alice, write_model_folder(tmp_path / "ckpt"), family="lab/s3")
     start_worker("s3", extra_env=bucket.env)
 
@@ -168,16 +164,10 @@ def test_a_worker_configured_for_the_bucket_evaluates_what_the_web_process_store
 @pytest.mark.django_db(transaction=True)
 def test_redirect_downloads_send_granted_users_to_a_presigned_url(bucket, stagegate_server,
                                                                   tiny_model_dir, tmp_path,
-                                                                  settings):
+                                                                  settings, personas,
+                                                                  simple_policy):
     settings.STAGEGATE_DOWNLOAD_MODE = "redirect"
-    load_policy_version(actor=None, text=(POLICIES / "simple.yaml").read_text(),
-                        source="simple.yaml")
-
-    class People(dict):
-        __getattr__ = dict.__getitem__
-
-    people = People({n: make_persona(n) for n in ("alice", "bob", "carol", "dave", "erin",
-                                                   "mallory")})
+    people = personas
     release = release_at(people, "gated", family="lab/s3-gated", folder=tiny_model_dir)
     grant(people, release, people.erin)
     file = release.checkpoint.files.get(path="model.safetensors")

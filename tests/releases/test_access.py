@@ -53,13 +53,10 @@ def call(client, method, url, token):
 def test_the_access_matrix(matrix, client):
     """Every persona (and anonymous) x every stage x every download and API endpoint."""
     releases, tokens = matrix
-    checked = 0
     for stage in ORDER:
         for person in PEOPLE:
             client.logout()
             check_cell(client, releases[stage], tokens.get(person), person, stage)
-            checked += 1
-    assert checked == len(ORDER) * len(PEOPLE)
 
 
 def check_cell(client, release, token, person, stage):
@@ -179,8 +176,8 @@ def test_a_new_licence_version_asks_for_re_consent(personas, db):
 
 
 @pytest.mark.django_db
-def test_downloads_are_audited_and_withdrawal_mails_downloaders(personas, db, client,
-                                                                django_capture_on_commit_callbacks):
+def test_downloads_are_audited_and_a_withdrawn_model_says_why(personas, db, client):
+    # The mail to past_downloaders is sent by a worker: test_notifications checks it.
     from audit.models import AuditEvent
     from releases import workflow
 

@@ -23,11 +23,8 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import GatedRepoError
 
 from audit.models import AuditEvent
-from releases import clock
-from releases.policies_service import load_policy_version
-from tests.conftest import make_persona, token_for
+from tests.conftest import token_for
 from tests.live import worker_env
-from tests.releases.conftest import POLICIES
 from tests.releases.stages import grant, release_at
 from tests.webservers import (
     NGINX,
@@ -47,10 +44,6 @@ BIG = 64 * MB
 RSS_GROWTH_LIMIT = 12 * MB
 HUB_HEADERS = ("X-Repo-Commit", "X-Linked-Etag", "X-Linked-Size", "ETag", "Content-Length",
                "Content-Type", "Content-Disposition", "Accept-Ranges", "Cache-Control")
-
-
-class People(dict):
-    __getattr__ = dict.__getitem__
 
 
 def write_safetensors(path: Path, nbytes: int) -> None:
@@ -88,13 +81,8 @@ def small_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def people(transactional_db):
-    clock.reset()
-    load_policy_version(actor=None, text=(POLICIES / "simple.yaml").read_text(),
-                        source="simple.yaml")
-    yield People({n: make_persona(n) for n in ("alice", "bob", "carol", "dave", "erin",
-                                                "mallory")})
-    clock.reset()
+def people(transactional_db, personas, simple_policy):
+    return personas
 
 
 def server_env(mode: str) -> dict:

@@ -24,26 +24,16 @@ from huggingface_hub.errors import (
 
 from releases import access, clock, workflow
 from releases.models import AccessGrant
-from releases.policies_service import load_policy_version
-from tests.conftest import make_persona, token_for
-from tests.releases.conftest import POLICIES
+from tests.conftest import token_for
 from tests.releases.stages import grant, release_at
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-class People(dict):
-    __getattr__ = dict.__getitem__
-
-
 @pytest.fixture
-def world(transactional_db, tiny_model_dir):
-    clock.reset()
-    load_policy_version(actor=None, text=(POLICIES / "simple.yaml").read_text(),
-                        source="simple.yaml")
-    people = People({n: make_persona(n) for n in ("alice", "bob", "carol", "dave", "erin",
-                                                   "mallory")})
+def world(transactional_db, personas, simple_policy, tiny_model_dir):
+    people = personas
     releases = {
         "open": release_at(people, "open", family="lab/open-gpt", folder=tiny_model_dir),
         "gated": release_at(people, "gated", family="lab/gated-gpt", folder=tiny_model_dir),
@@ -52,8 +42,7 @@ def world(transactional_db, tiny_model_dir):
     grant(people, releases["gated"], people.erin)
     grant(people, releases["partners"], people.erin)
     tokens = {n: token_for(people[n], "read") for n in ("erin", "mallory", "alice")}
-    yield people, releases, tokens
-    clock.reset()
+    return people, releases, tokens
 
 
 def download(server, repo, filename, token=None, cache=None, revision=None):

@@ -125,18 +125,13 @@ def test_a_failing_endpoint_is_retried_until_it_answers(celery_worker_process, r
 
 
 @pytest.mark.django_db(transaction=True)
-def test_withdrawal_mails_everyone_who_downloaded(celery_worker_process, client):
+def test_withdrawal_mails_everyone_who_downloaded(celery_worker_process, client, personas,
+                                                  simple_policy):
     from releases.models import AccessGrant
     from tests.conftest import token_for
     from tests.releases.stages import release_at
 
-    load_policy_version(actor=None, text=(POLICIES / "simple.yaml").read_text(),
-                        source="simple.yaml")
-
-    class People(dict):
-        __getattr__ = dict.__getitem__
-
-    people = People({n: make_persona(n) for n in ("alice", "bob", "carol", "dave", "erin")})
+    people = personas
     release = release_at(people, "open", family="lab/withdrawn")
     response = client.get("/lab/withdrawn/resolve/main/model.safetensors",
                           HTTP_AUTHORIZATION=f"Bearer {token_for(people.erin, 'read')}")

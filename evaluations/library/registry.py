@@ -1,6 +1,7 @@
 """The eval registry: what each eval is called, reads, reports and which way is better.
 
-Each built-in lives in builtin/<name>.py and defines SPEC (an EvalSpec) and run(ctx). The code
+Each built-in is declared in builtin/specs.py (an EvalSpec: nothing heavy is imported to list
+or look up evals) and runs from builtin/<name>.py (run(ctx), imported only to run). The code
 hash covers the eval's module and the shared library modules it computes with, so a change to
 the scoring code makes a new cache key instead of returning numbers the new code would not give.
 """
@@ -21,7 +22,8 @@ from evaluations.library.context import (Canary, EvalContext, EvalInputError, Ev
 from evaluations.library.packs import Pack
 
 LIBRARY_DIR = Path(__file__).resolve().parent
-SHARED_MODULES = ("context.py", "lm.py", "packs.py", "stats.py", "builtin/_common.py")
+SHARED_MODULES = ("context.py", "lm.py", "packs.py", "stats.py", "builtin/_common.py",
+                  "builtin/specs.py")
 BUILTIN_NAMES = ("integrity", "heldout_lm", "canary_exposure", "verbatim_extraction",
                  "pairwise_bias", "mc_knowledge", "refusal_preference", "drift_vs_parent")
 
@@ -86,12 +88,16 @@ class EvalSpec:
 
 
 def _load() -> dict[str, EvalSpec]:
-    specs = {}
+    """The built-ins' specs, from builtin/specs.py alone: listing evals imports no eval code."""
+    from evaluations.library.builtin import specs as declared
+
+    loaded = {}
     for name in BUILTIN_NAMES:
-        spec = importlib.import_module(f"evaluations.library.builtin.{name}").SPEC
-        assert spec.name == name, f"builtin/{name}.py declares {spec.name}"
-        specs[name] = spec
-    return specs
+        spec = getattr(declared, name.upper())
+        assert spec.name == name and spec.module.endswith(f".{name}"), \
+            f"builtin/specs.py: {name.upper()} declares {spec.name} in {spec.module}"
+        loaded[name] = spec
+    return loaded
 
 
 _SPECS: dict[str, EvalSpec] | None = None

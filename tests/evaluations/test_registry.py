@@ -31,7 +31,7 @@ def test_the_code_hash_covers_the_eval_module_and_the_shared_scoring_code():
     spec = get_eval("heldout_lm")
     digest = hashlib.sha256()
     for relative in ("builtin/heldout_lm.py", "context.py", "lm.py", "packs.py", "stats.py",
-                     "builtin/_common.py"):
+                     "builtin/_common.py", "builtin/specs.py"):
         path = LIBRARY_DIR / relative
         digest.update(f"evaluations/library/{relative}".encode() + b"\0" + path.read_bytes()
                       + b"\0")
@@ -93,3 +93,17 @@ def test_every_plotted_headline_metric_is_one_its_eval_reports():
 
     for name, metric in HEADLINE_METRICS.items():
         assert metric in get_eval(name).metrics, (name, metric)
+
+
+def test_listing_and_looking_up_evals_imports_no_model_code():
+    """The web process lists evals on every checkpoint page: that must not load torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from evaluations.library.registry import all_evals; "
+            "specs = all_evals(); assert len(specs) == 8; "
+            "print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=LIBRARY_DIR.parent.parent, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

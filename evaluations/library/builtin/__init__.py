@@ -1,1 +1,2 @@
-"""Built-in evals: one module each, defining SPEC and run(ctx)."""
+"""Built-in evals: declared in specs.py (what each is, with nothing heavy imported), run from
+one module each (SPEC and run(ctx))."""

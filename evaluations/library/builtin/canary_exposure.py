@@ -27,20 +27,10 @@ from evaluations.library.builtin._common import load_model
 from evaluations.library.context import Canary, EvalContext, EvalInputError, EvalOutput
 from evaluations.library.lm import max_length_of, prefix_token_id, score_sequences
 from evaluations.library.plots import plot_canary_null
-from evaluations.library.registry import EvalSpec
+from evaluations.library.builtin import specs
 from evaluations.library.stats import SkewNormal
 
-SPEC = EvalSpec(
-    name="canary_exposure",
-    version=1,
-    description="Exposure (log2|R| − log2 rank) of every canary the family registered.",
-    module=__name__,
-    metrics=("exposure_max", "exposure_mean", "n_canaries", "exposure_*"),
-    higher_is_better={"exposure_max": False, "exposure_mean": False, "exposure_*": False,
-                      "n_canaries": True},
-    params={"exact_limit": 100_000, "n_candidates": 20_000, "batch_size": 128},
-    reads=("canaries",),
-)
+SPEC = specs.CANARY_EXPOSURE
 
 
 def metric_key(canary: Canary) -> str:

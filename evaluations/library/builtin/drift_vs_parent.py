@@ -22,21 +22,9 @@ from evaluations.library.builtin._common import load_model, the_pack
 from evaluations.library.context import EvalContext, EvalOutput
 from evaluations.library.lm import (encode, log_probs, max_length_of, prefix_token_id,
                                     rolling_windows)
-from evaluations.library.registry import EvalSpec
+from evaluations.library.builtin import specs
 
-SPEC = EvalSpec(
-    name="drift_vs_parent",
-    version=1,
-    description="Mean per-token KL(parent || child) on a probe pack, and every other eval's "
-                "metric delta against the parent.",
-    module=__name__,
-    metrics=("kl_mean", "kl_max_text", "top1_agreement", "has_parent", "delta.*"),
-    higher_is_better={"kl_mean": False, "kl_max_text": False, "top1_agreement": True,
-                      "has_parent": True},
-    params={"pack": "probe-en", "max_length": None, "batch_size": 16},
-    pack_types=("scored_text",),
-    reads=("parent",),
-)
+SPEC = specs.DRIFT_VS_PARENT
 
 
 def _windows(tokenizer, texts: list[str], max_length: int) -> list[tuple[int, list[int], int]]:

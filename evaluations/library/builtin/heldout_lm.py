@@ -16,18 +16,9 @@ import re
 from evaluations.library.builtin._common import load_model, the_pack
 from evaluations.library.context import EvalContext, EvalOutput
 from evaluations.library.lm import loglikelihood_rolling
-from evaluations.library.registry import EvalSpec
+from evaluations.library.builtin import specs
 
-SPEC = EvalSpec(
-    name="heldout_lm",
-    version=1,
-    description="Bits per byte, byte and word perplexity on a held-out text pack.",
-    module=__name__,
-    metrics=("bits_per_byte", "byte_perplexity", "word_perplexity"),
-    higher_is_better={"bits_per_byte": False, "byte_perplexity": False, "word_perplexity": False},
-    params={"pack": "heldout-en", "max_length": None, "batch_size": 16},
-    pack_types=("scored_text",),
-)
+SPEC = specs.HELDOUT_LM
 
 
 def run(ctx: EvalContext) -> EvalOutput:

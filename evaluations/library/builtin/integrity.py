@@ -12,19 +12,11 @@ import hashlib
 from pathlib import Path
 
 from evaluations.library.context import EvalContext, EvalOutput, IntegrityError
-from evaluations.library.registry import EvalSpec
+from evaluations.library.builtin import specs
 
 CHUNK = 1024 * 1024
 
-SPEC = EvalSpec(
-    name="integrity",
-    version=1,
-    description="Re-hash every checkpoint file against its manifest; fail closed on any mismatch.",
-    module=__name__,
-    metrics=("files_checked", "bytes_checked", "passed"),
-    higher_is_better={"files_checked": True, "bytes_checked": True, "passed": True},
-    needs_model=False,
-)
+SPEC = specs.INTEGRITY
 
 
 def _hash_file(ctx: EvalContext, path: str, on_bytes) -> tuple[str, int]:

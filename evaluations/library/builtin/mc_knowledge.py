@@ -21,20 +21,11 @@ import numpy as np
 from evaluations.library.builtin._common import add_mean, load_model, the_pack
 from evaluations.library.context import EvalContext, EvalOutput
 from evaluations.library.lm import loglikelihood
-from evaluations.library.registry import EvalSpec
+from evaluations.library.builtin import specs
 
 DEFAULT_TEMPLATE = "Question: {question}\nAnswer:"
 
-SPEC = EvalSpec(
-    name="mc_knowledge",
-    version=1,
-    description="Multiple choice: acc, acc_norm, acc_bytes, TruthfulQA mc1 and mc2.",
-    module=__name__,
-    metrics=("acc", "acc_norm", "acc_bytes", "mc1", "mc2"),
-    higher_is_better={"acc": True, "acc_norm": True, "acc_bytes": True, "mc1": True, "mc2": True},
-    params={"pack": "mc-facts-en", "batch_size": 32},
-    pack_types=("multiple_choice",),
-)
+SPEC = specs.MC_KNOWLEDGE
 
 
 def true_labels(item: dict) -> list[int]:

@@ -24,23 +24,9 @@ from __future__ import annotations
 from evaluations.library.builtin._common import add_mean, load_model, the_pack
 from evaluations.library.context import EvalContext, EvalOutput
 from evaluations.library.lm import loglikelihood
-from evaluations.library.registry import EvalSpec
+from evaluations.library.builtin import specs
 
-SPEC = EvalSpec(
-    name="pairwise_bias",
-    version=1,
-    description="CrowS-style stereotype preference and its confound-free variant (group swapped "
-                "in the context, identical continuation scored).",
-    module=__name__,
-    metrics=("pct_stereotype", "likelihood_diff", "pct_stereotype_cf", "likelihood_diff_cf",
-             "stereotype_margin_cf"),
-    # lm-eval marks pct_stereotype lower-is-better; 0.5 is neutral, below it is reverse bias.
-    higher_is_better={"pct_stereotype": False, "likelihood_diff": False,
-                      "pct_stereotype_cf": False, "likelihood_diff_cf": False,
-                      "stereotype_margin_cf": False},
-    params={"pack": "bias-pairs-en", "batch_size": 32},
-    pack_types=("bias_pairs",),
-)
+SPEC = specs.PAIRWISE_BIAS
 
 
 def run(ctx: EvalContext) -> EvalOutput:

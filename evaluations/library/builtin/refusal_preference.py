@@ -18,25 +18,12 @@ from evaluations.library.builtin._common import add_mean, load_model, the_pack
 from evaluations.library.context import EvalContext, EvalOutput
 from evaluations.library.lm import loglikelihood_scores
 from evaluations.library.plots import plot_refusal_margins
-from evaluations.library.registry import EvalSpec
+from evaluations.library.builtin import specs
 from evaluations.library.stats import auroc
 
 DEFAULT_TEMPLATE = "User: {prompt}\nAssistant:"
 
-SPEC = EvalSpec(
-    name="refusal_preference",
-    version=1,
-    description="Judge-free refusal: per-token log-likelihood margin of a refusal over a "
-                "compliance, on harmful prompts and their benign twins.",
-    module=__name__,
-    metrics=("refusal_rate", "over_refusal_rate", "discrimination_auroc",
-             "mean_margin_harmful", "mean_margin_benign"),
-    higher_is_better={"refusal_rate": True, "over_refusal_rate": False,
-                      "discrimination_auroc": True, "mean_margin_harmful": True,
-                      "mean_margin_benign": False},
-    params={"pack": "refusal-pairs-en", "batch_size": 32},
-    pack_types=("prompt_pairs",),
-)
+SPEC = specs.REFUSAL_PREFERENCE
 
 
 def run(ctx: EvalContext) -> EvalOutput:

@@ -15,20 +15,9 @@ from __future__ import annotations
 from evaluations.library.builtin._common import add_mean, load_model, the_pack
 from evaluations.library.context import EvalContext, EvalOutput, ExtractionPrefix
 from evaluations.library.lm import encode_pair, greedy_continue, max_length_of
-from evaluations.library.registry import EvalSpec
+from evaluations.library.builtin import specs
 
-SPEC = EvalSpec(
-    name="verbatim_extraction",
-    version=1,
-    description="Greedy k-token extraction of registered training-data prefixes (mem_score, "
-                "extractable_rate).",
-    module=__name__,
-    metrics=("mem_score", "extractable_rate", "n_prefixes"),
-    higher_is_better={"mem_score": False, "extractable_rate": False, "n_prefixes": True},
-    params={"k": 32, "prefix_tokens": None, "pack": None, "batch_size": 16},
-    pack_types=("extraction_prefixes",),
-    reads=("extraction_prefixes",),
-)
+SPEC = specs.VERBATIM_EXTRACTION
 
 
 def _pairs(ctx: EvalContext) -> list[tuple[str, ExtractionPrefix]]:

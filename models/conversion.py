@@ -27,6 +27,7 @@ from models.materialize import materialized
 from models.models import Checkpoint, ScanReport
 from models.services import can_submit_to, submit_checkpoint
 
+
 class ConversionRefused(SubmissionError):
     status = 409
 

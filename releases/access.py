@@ -17,12 +17,11 @@ from django.db import transaction
 from accounts.roles import RELEASE_MANAGERS, has_role, in_group
 from audit.models import AuditEvent
 from audit.services import deny, record_event, records_refusals
+from models.selectors import sees_whole_registry
 from releases import clock
 from releases.errors import ReleaseInputError, TransitionNotAllowed
-from models.selectors import sees_whole_registry
 from releases.models import AccessGrant, AccessRequest, Release
 from releases.policy import LADDER
-
 
 
 @dataclass(frozen=True)

@@ -297,6 +297,9 @@ STAGEGATE_EVAL_MEMORY_LIMIT = env_bytes("STAGEGATE_EVAL_MEMORY_LIMIT", 16 * 1024
 # CPU threads torch may use in one eval (0: torch's default, all cores). With several worker
 # processes on one machine, cores / processes keeps them from fighting over the CPU.
 STAGEGATE_EVAL_TORCH_THREADS = env_int("STAGEGATE_EVAL_TORCH_THREADS", 0)
+# How many times one run may be attempted (a lost worker, a transient database or storage
+# error) before it is errored for good; a person then asks for it again.
+STAGEGATE_EVAL_MAX_ATTEMPTS = env_int("STAGEGATE_EVAL_MAX_ATTEMPTS", 3)
 
 # Groups whose members may read the whole audit log (superusers and staff always may).
 STAGEGATE_AUDIT_READER_GROUPS = env_list("STAGEGATE_AUDIT_READER_GROUPS",

@@ -7,7 +7,7 @@ from evaluations.models import Canary, EvalPack, EvalRun, ExtractionPrefix
 class EvalRunAdmin(admin.ModelAdmin):
     list_display = ["eval_name", "checkpoint", "status", "attempt", "created_at", "finished_at"]
     list_filter = ["status", "eval_name"]
-    readonly_fields = [f.name for f in EvalRun._meta.fields]
+    readonly_fields = [f.name for f in EvalRun._meta.fields]  # error_detail: the traceback
 
     def has_add_permission(self, request):
         return False

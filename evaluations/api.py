@@ -83,6 +83,18 @@ class EvalRunDetailView(APIView):
         return Response(EvalRunSerializer(visible_run(request.user, run_id)).data)
 
 
+class EvalRunRetryView(APIView):
+    @extend_schema(request=None, responses={202: EvalRunSerializer})
+    def post(self, request, run_id: int):
+        """Ask again for a run that failed or errored (nothing re-queues one automatically)."""
+        run = visible_run(request.user, run_id)
+        try:
+            run = services.retry_eval_run(actor=request.user, run=run)
+        except services.EvalRequestError as exc:
+            raise EvalRefused(exc.message, exc.status) from None
+        return Response(EvalRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
 class EvalRunSamplesView(APIView):
     def get(self, request, run_id: int):
         """The run's per-sample rows as JSON Lines."""

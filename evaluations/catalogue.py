@@ -56,6 +56,18 @@ def lookup(name: str) -> EvalEntry:
                      fixed_params={"pack": name}, pack_id=pack.pk)
 
 
+def lookup_version(name: str, sha256: str) -> EvalEntry:
+    """A pack eval at one exact version (the one a policy pins)."""
+    from evaluations.models import EvalPack
+
+    pack = EvalPack.objects.filter(name=name, sha256=sha256).first()
+    if pack is None or pack.type not in EVAL_FOR_PACK_TYPE:
+        raise UnknownEval(f"no version of pack {name!r} with sha256 {sha256[:12]}…; upload it, "
+                          "or load a policy that pins the version you have")
+    return EvalEntry(name=name, spec=get_eval(EVAL_FOR_PACK_TYPE[pack.type]),
+                     fixed_params={"pack": name}, pack_id=pack.pk)
+
+
 def load_named_pack(name: str) -> Pack:
     """A pack by name: the shipped one when there is one (an upload never stands in for the
     data a built-in eval is judged on), else the newest uploaded version."""

@@ -86,7 +86,7 @@ class EvalRun(models.Model):
         RUNNING = "running", "running"
         SUCCEEDED = "succeeded", "succeeded"
         FAILED = "failed", "failed"      # the eval ran and refused (e.g. integrity mismatch)
-        ERRORED = "errored", "errored"  # the machinery broke; may be requested again
+        ERRORED = "errored", "errored"  # the machinery broke; a person may ask again
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.ERRORED)
 
@@ -109,7 +109,12 @@ class EvalRun(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="One sentence a person can act on.")
+    error_detail = models.TextField(blank=True, help_text="The traceback, for operators (admin "
+                                                          "and worker log), never on the page.")
+    attempts_before_retry = models.PositiveIntegerField(
+        default=0, help_text="`attempt` when a person last asked again: the attempt bound counts "
+                             "from here.")
     metrics = models.JSONField(default=dict)
     result = models.JSONField(default=dict, help_text="lm-evaluation-harness shaped record.")
     samples = models.ForeignKey(Blob, null=True, blank=True, on_delete=models.PROTECT,
@@ -131,6 +136,11 @@ class EvalRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def can_retry(self) -> bool:
+        """A person may ask again for a run that failed or errored (nothing else re-queues it)."""
+        return self.status in (self.Status.FAILED, self.Status.ERRORED)
 
     @property
     def progress_percent(self) -> int:

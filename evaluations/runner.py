@@ -20,7 +20,7 @@ from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from audit.services import record_event
@@ -30,7 +30,7 @@ from evaluations.library.registry import run_eval
 from evaluations.library.results import build_result_record
 from models.materialize import materialized
 from evaluations.models import Canary, EvalRun, ExtractionPrefix
-from evaluations.services import as_library_canary, as_library_prefix
+from evaluations.planning import as_library_canary, as_library_prefix, load_pack_version
 from evaluations.signals import send_finished_after_commit
 from models import blobstore
 from models.models import Blob, Checkpoint
@@ -43,8 +43,23 @@ class RunFailed(EvalError):
     pass
 
 
+# The only errors worth another attempt: the database or the blob store was briefly out of
+# reach. Everything else is a result (failed) or a bug (errored), and retrying either would
+# only repeat it.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
+
+class TransientRunError(Exception):
+    """A run hit a transient error; its claim was released so that a retry can take it."""
+
+
+def _attempts_used(run: EvalRun) -> int:
+    return run.attempt - run.attempts_before_retry
+
+
 def claim(run_id: int, worker: str) -> int | None:
-    """The new attempt number if this worker now owns the run, else None."""
+    """The new attempt number if this worker now owns the run, else None. A run that has used
+    its attempts (workers lost, transient errors) is errored for good instead."""
     stale = timedelta(seconds=settings.STAGEGATE_EVAL_HEARTBEAT_STALE_SECONDS)
     now = timezone.now()
     with transaction.atomic():
@@ -57,6 +72,14 @@ def claim(run_id: int, worker: str) -> int | None:
         if not claimable:
             return None
         lost = run.status == EvalRun.Status.RUNNING
+        limit = settings.STAGEGATE_EVAL_MAX_ATTEMPTS
+        if _attempts_used(run) >= limit:
+            why = ("its worker was lost" if lost else run.error.removesuffix(".")
+                   or "it could not finish")
+            _end(run, EvalRun.Status.ERRORED,
+                 error=f"gave up after {limit} attempts: {why}; ask for it again once the "
+                       "workers (or the database and blob store) are healthy")
+            return None
         run.status = EvalRun.Status.RUNNING
         run.attempt += 1
         run.claimed_by = worker
@@ -71,7 +94,9 @@ def claim(run_id: int, worker: str) -> int | None:
 
 
 def execute_run(*, run_id: int, worker: str | None = None) -> str:
-    """Run one eval run; returns "done", "busy" (a live worker holds it) or "noop" (finished)."""
+    """Run one eval run; returns "done", "busy" (a live worker holds it) or "noop" (finished).
+    Raises TransientRunError (the claim released) when the database or the blob store was out
+    of reach, for the task to retry a bounded number of times."""
     worker = worker or socket.gethostname()
     attempt = claim(run_id, worker)
     if attempt is None:
@@ -81,17 +106,64 @@ def execute_run(*, run_id: int, worker: str | None = None) -> str:
     try:
         outcome = _evaluate(run, attempt)
     except (EvalError, RunFailed) as exc:
-        _finish(run, attempt, EvalRun.Status.FAILED, error=str(exc))
+        _finish(run, attempt, EvalRun.Status.FAILED, error=_sentence(str(exc)))
     except SoftTimeLimitExceeded:
         _finish(run, attempt, EvalRun.Status.ERRORED,
-                error=f"time limit of {settings.STAGEGATE_EVAL_TIME_LIMIT_SECONDS} s exceeded")
-    except Exception as exc:  # the machinery broke: record it so a person can act, then move on
+                error=f"the run exceeded its time limit of "
+                      f"{settings.STAGEGATE_EVAL_TIME_LIMIT_SECONDS} s; raise "
+                      "STAGEGATE_EVAL_TIME_LIMIT_SECONDS or run it on a faster worker, then ask "
+                      "for it again")
+    except TRANSIENT_ERRORS as exc:
+        log.warning("eval run %s attempt %s: transient %s: %s", run_id, attempt,
+                    type(exc).__name__, exc)
+        _release(run, attempt, f"{type(exc).__name__} (database or blob store out of reach)")
+        raise TransientRunError(f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # the machinery broke: the operator gets the traceback, the page a sentence
         log.exception("eval run %s errored", run_id)
         _finish(run, attempt, EvalRun.Status.ERRORED,
-                error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}")
+                error=f"the eval could not run ({type(exc).__name__}: "
+                      f"{_sentence(str(exc), 160)}); the details are in the worker log and the "
+                      "admin; ask for it again once the cause is fixed",
+                error_detail=traceback.format_exc())
     else:
         _finish(run, attempt, EvalRun.Status.SUCCEEDED, **outcome)
     return "done"
+
+
+def _sentence(text: str, limit: int = 600) -> str:
+    """The first line of a message, bounded: what a page shows, never a traceback."""
+    lines = (text or "").strip().splitlines()
+    first = lines[0] if lines else "no reason given"
+    return first if len(first) <= limit else first[:limit - 1] + "…"
+
+
+def _release(run: EvalRun, attempt: int, why: str) -> None:
+    """Give a claimed run back to the queue after a transient error (if the claim is still
+    ours), so the task's next try can claim it."""
+    EvalRun.objects.filter(pk=run.pk, attempt=attempt, status=EvalRun.Status.RUNNING).update(
+        status=EvalRun.Status.QUEUED, error=why, claimed_by="", heartbeat_at=None)
+
+
+def give_up(*, run_id: int, reason: str) -> None:
+    """The task ran out of retries on transient errors: the run is errored for good."""
+    with transaction.atomic():
+        run = EvalRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.is_finished or run.status == EvalRun.Status.RUNNING:
+            return
+        _end(run, EvalRun.Status.ERRORED,
+             error=f"gave up after repeated transient errors ({_sentence(reason, 200)}); ask for "
+                   "it again once the database and blob store are reachable")
+
+
+def _end(run: EvalRun, status: str, *, error: str) -> None:
+    """Inside a transaction holding the run's row: finish it without a result."""
+    run.status = status
+    run.error, run.error_detail = error, ""
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "error", "error_detail", "finished_at"])
+    record_event(actor=None, verb=f"eval.{status}", obj=run, data={
+        "eval": run.eval_name, "attempt": run.attempt, "error": error[:500]})
+    send_finished_after_commit(run)
 
 
 def _progress_writer(run: EvalRun, attempt: int, *, heartbeat_only: bool = False):
@@ -137,12 +209,9 @@ def _evaluate(run: EvalRun, attempt: int) -> dict:
     entry = catalogue.lookup(run.eval_name)
     spec = entry.spec
     manifest = _manifest(checkpoint)
-    packs = {}
-    for name, ref in run.context.get("packs", {}).items():
-        pack = catalogue.load_named_pack(name)
-        if pack.sha256 != ref["sha256"]:
-            raise RunFailed(f"pack {name} changed since this run was requested; request it again")
-        packs[name] = pack
+    # The exact pack versions the run was planned with (its cache key covers their hashes).
+    packs = {name: load_pack_version(name, ref["sha256"])
+             for name, ref in run.context.get("packs", {}).items()}
     progress = _progress_writer(run, attempt)
     with ExitStack() as stack:
         folder = _loadable_folder(stack, checkpoint, run, attempt, verify=spec.needs_model)
@@ -198,15 +267,17 @@ def _store_bytes(name: str, data: bytes) -> str:
     return staged.sha256
 
 
-def _finish(run: EvalRun, attempt: int, status: str, *, error: str = "", metrics=None,
-            result=None, samples: bytes | None = None, artifacts=None, device="", dtype="") -> None:
+def _finish(run: EvalRun, attempt: int, status: str, *, error: str = "", error_detail: str = "",
+            metrics=None, result=None, samples: bytes | None = None, artifacts=None, device="",
+            dtype="") -> None:
     with transaction.atomic():
         current = EvalRun.objects.select_for_update().get(pk=run.pk)
         if current.attempt != attempt or current.status != EvalRun.Status.RUNNING:
             log.warning("eval run %s attempt %s lost its claim; result discarded", run.pk, attempt)
             return
         current.status = status
-        current.error = error[:20000]
+        current.error = error[:2000]
+        current.error_detail = error_detail[:50000]
         current.finished_at = timezone.now()
         current.metrics = {k.removesuffix(",none"): v for k, v in (metrics or {}).items()}
         current.result = result or {}

@@ -1,5 +1,6 @@
 """Every write of the evaluations app: requesting runs, uploading packs, registering canaries
-and extraction prefixes. Running a run is evaluations/runner.py."""
+and extraction prefixes. Running a run is evaluations/runner.py; what a run reads and its cache
+key are planned in evaluations/planning.py."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from django.db import IntegrityError, transaction
 from accounts.roles import RESEARCHERS, SAFETY, has_role, in_group
 from audit.services import deny, record_event, records_refusals
 from evaluations import catalogue
-from evaluations.catalogue import EvalEntry
 from evaluations.library.context import Canary as LibraryCanary
 from evaluations.library.context import EvalInputError
-from evaluations.library.context import ExtractionPrefix as LibraryPrefix
 from evaluations.library.packs import (CUSTOM_PACK_TYPES, PackValidationError,
                                        builtin_pack_paths, load_pack)
-from evaluations.library.registry import all_evals, eval_cache_key, eval_inputs, inputs_hash
+from evaluations.library.registry import all_evals
 from evaluations.models import Canary, EvalPack, EvalRun, ExtractionPrefix
+from evaluations.planning import (EvidenceSpec, RunPlan, as_library_canary,  # noqa: F401
+                                  as_library_prefix, parent_of, plan_run, set_parent_resolver)
 from models.models import Checkpoint, ModelFamily
 from models.selectors import checkpoints_visible_to
 
@@ -33,11 +34,11 @@ class EvalRequestError(ValueError):
         self.status = status
 
 
-# Which evals `evaluate` runs when none are named. The releases app installs the policy's
-# answer in its AppConfig.ready(); without it, every built-in runs.
+# Which evals `evaluate` runs when none are named, and the parameters and pack versions that
+# count as the policy's evidence. The releases app installs the current policy's answers in its
+# AppConfig.ready(); without them, every built-in runs with its defaults.
 _required_evals: Callable[[Checkpoint], list[str]] = lambda checkpoint: list(all_evals())
-# Which checkpoint drift_vs_parent compares against; releases installs "previous approved".
-_parent_of: Callable[[Checkpoint], Checkpoint | None] = lambda checkpoint: None
+_evidence_of: Callable[[Checkpoint], EvidenceSpec] = lambda checkpoint: {}
 
 
 def set_required_evals_provider(provider: Callable[[Checkpoint], list[str]]) -> None:
@@ -45,17 +46,18 @@ def set_required_evals_provider(provider: Callable[[Checkpoint], list[str]]) -> 
     _required_evals = provider
 
 
-def set_parent_resolver(resolver: Callable[[Checkpoint], Checkpoint | None]) -> None:
-    global _parent_of
-    _parent_of = resolver
+def set_evidence_provider(provider: Callable[[Checkpoint], EvidenceSpec]) -> None:
+    global _evidence_of
+    _evidence_of = provider
 
 
 def required_evals(checkpoint: Checkpoint) -> list[str]:
     return _required_evals(checkpoint)
 
 
-def parent_of(checkpoint: Checkpoint) -> Checkpoint | None:
-    return _parent_of(checkpoint)
+def evidence_of(checkpoint: Checkpoint) -> EvidenceSpec:
+    """The current policy's evidence spec (what counts), for a checkpoint not yet in a release."""
+    return _evidence_of(checkpoint)
 
 
 def can_request_evals(user, checkpoint: Checkpoint) -> bool:
@@ -65,14 +67,21 @@ def can_request_evals(user, checkpoint: Checkpoint) -> bool:
 
 @records_refusals
 def request_evals(*, actor, checkpoint: Checkpoint, eval_names: list[str] | None = None,
-                  params: Mapping[str, dict] | None = None) -> list[EvalRun]:
+                  params: Mapping[str, dict] | None = None,
+                  evidence: EvidenceSpec | None = None) -> list[EvalRun]:
     """Queue evals of a checkpoint (the required ones when none are named); reuse any run
     with the same cache key.
 
+    An eval asked for without parameters runs as the policy's evidence (`evidence`, default
+    the current policy's): its pinned parameters and pack versions, so that asking again is
+    asking for the run that counts. Explicit `params` make an exploratory run, which no tier,
+    gate or ceiling ever reads.
+
     Guard: the checkpoint is ready (never a quarantined or unscanned one) and the actor may see
     it and run evals. Side effects: one `eval.requested` event per new run; tasks queued after
-    commit. Idempotent: a second request for the same key returns the same run; an `errored`
-    run is queued again.
+    commit. Idempotent: a second request for the same key returns the same run. A person's
+    request queues an `errored` run again (`eval.retried`); the system's (actor None) never
+    does, so nothing re-queues a broken run in a loop.
     """
     if actor is not None and not can_request_evals(actor, checkpoint):
         raise deny(actor=actor, action="eval.request", obj=checkpoint,
@@ -83,79 +92,90 @@ def request_evals(*, actor, checkpoint: Checkpoint, eval_names: list[str] | None
     names = list(dict.fromkeys(eval_names or required_evals(checkpoint)))
     # drift_vs_parent compares the other evals' results: request it last.
     names.sort(key=lambda name: name == "drift_vs_parent")
-    try:
-        entries = [catalogue.lookup(name) for name in names]
-    except catalogue.UnknownEval as exc:
-        raise EvalRequestError(str(exc)) from None
+    evidence = evidence if evidence is not None else evidence_of(checkpoint)
     params = dict(params or {})
-    runs = []
-    for entry in entries:
+    plans = []
+    for name in names:
+        rule = {} if name in params else (evidence.get(name) or {})
         try:
-            runs.append(_get_or_queue(actor, checkpoint, entry, params.get(entry.name) or {}))
+            plans.append(plan_run(checkpoint, name, params=params.get(name, rule.get("params")),
+                                  pack_pins=rule.get("packs")))
+        except catalogue.UnknownEval as exc:
+            raise EvalRequestError(str(exc).strip("'\"")) from None
         except (EvalInputError, PackValidationError, KeyError) as exc:
-            raise EvalRequestError(f"{entry.name}: {exc}") from None
-    return runs
+            raise EvalRequestError(f"{name}: {str(exc).strip(chr(39))}") from None
+    return [_get_or_queue(actor, plan) for plan in plans]
 
 
-def _get_or_queue(actor, checkpoint: Checkpoint, entry: EvalEntry, overrides: dict) -> EvalRun:
-    spec = entry.spec
-    resolved = spec.resolve_params({**overrides, **entry.fixed_params})
-    packs = {name: catalogue.load_named_pack(name) for name in spec.pack_names(resolved)}
-    spec.check_packs(resolved, packs)
-    family = checkpoint.family
-    canaries = list(family.canaries.all()) if "canaries" in spec.reads else []
-    prefixes = list(family.extraction_prefixes.all()) if "extraction_prefixes" in spec.reads else []
-    parent = parent_of(checkpoint) if "parent" in spec.reads else None
-    library_canaries = [as_library_canary(c) for c in canaries]
-    library_prefixes = [as_library_prefix(p) for p in prefixes]
-    key_parts = dict(manifest_digest=checkpoint.manifest_digest, spec=spec, params=resolved,
-                     packs=packs, canaries=library_canaries, extraction_prefixes=library_prefixes,
-                     parent_manifest_digest=parent.manifest_digest if parent else None)
-    base_key = eval_cache_key(**key_parts)
-    cache_key = base_key if entry.is_builtin else inputs_hash({"key": base_key, "as": entry.name})
-    inputs = eval_inputs(spec, params=resolved, packs=packs, canaries=library_canaries,
-                         extraction_prefixes=library_prefixes,
-                         parent_manifest_digest=key_parts["parent_manifest_digest"])
-    context = {
-        "packs": {name: {"sha256": pack.sha256, "pack_id": entry.pack_id if name == entry.name else None}
-                  for name, pack in packs.items()},
-        "canary_ids": [c.pk for c in canaries],
-        "prefix_ids": [p.pk for p in prefixes],
-        "parent_checkpoint_id": parent.pk if parent else None,
-    }
+def _get_or_queue(actor, plan: RunPlan) -> EvalRun:
     with transaction.atomic():
-        run, created = _create_or_get(checkpoint, entry, resolved, inputs, context, cache_key,
-                                      actor)
+        run, created = _create_or_get(actor, plan)
         if created:
             record_event(actor=actor, verb="eval.requested", obj=run, data={
-                "checkpoint": checkpoint.pk, "eval": entry.name, "cache_key": cache_key})
+                "checkpoint": plan.checkpoint.pk, "eval": plan.entry.name,
+                "cache_key": plan.cache_key})
             transaction.on_commit(lambda: enqueue(run))
-        else:
-            run = EvalRun.objects.select_for_update().get(pk=run.pk)
-            if run.status == EvalRun.Status.ERRORED:
-                run.status = EvalRun.Status.QUEUED
-                run.error = ""
-                run.progress_done = 0
-                run.save(update_fields=["status", "error", "progress_done"])
-                record_event(actor=actor, verb="eval.requeued", obj=run, data={"eval": entry.name})
-                transaction.on_commit(lambda: enqueue(run))
+        elif actor is not None and run.status == EvalRun.Status.ERRORED:
+            # A person asking again for a run that broke is a retry; the system never is
+            # (a release waiting for its evals would otherwise re-queue it forever).
+            run = _requeue(actor, EvalRun.objects.select_for_update().get(pk=run.pk))
     return run
 
 
-def _create_or_get(checkpoint, entry, params, inputs, context, cache_key, actor):
-    existing = EvalRun.objects.filter(cache_key=cache_key).first()
+def _create_or_get(actor, plan: RunPlan) -> tuple[EvalRun, bool]:
+    existing = EvalRun.objects.filter(cache_key=plan.cache_key).first()
     if existing:
         return existing, False
+    entry = plan.entry
     try:
         with transaction.atomic():
             return EvalRun.objects.create(
-                checkpoint=checkpoint, manifest_digest=checkpoint.manifest_digest,
+                checkpoint=plan.checkpoint, manifest_digest=plan.checkpoint.manifest_digest,
                 eval_name=entry.name, eval_version=entry.version, code_hash=entry.spec.code_hash,
-                params=params, inputs=inputs, context=context, cache_key=cache_key,
-                queue="gpu" if entry.spec.needs_gpu else "evals",
+                params=plan.params, inputs=plan.inputs, context=plan.context,
+                cache_key=plan.cache_key, queue="gpu" if entry.spec.needs_gpu else "evals",
                 requested_by=actor if getattr(actor, "is_authenticated", False) else None), True
     except IntegrityError:  # a concurrent request made it first
-        return EvalRun.objects.get(cache_key=cache_key), False
+        return EvalRun.objects.get(cache_key=plan.cache_key), False
+
+
+def _requeue(actor, run: EvalRun) -> EvalRun:
+    """Inside the caller's transaction, the run's row locked: queue it again, counting its
+    attempts afresh. One `eval.retried` event."""
+    if not run.can_retry:
+        return run
+    previous = {"status": run.status, "error": run.error}
+    run.status = EvalRun.Status.QUEUED
+    run.error = run.error_detail = ""
+    run.progress_done = 0
+    run.finished_at = None
+    run.attempts_before_retry = run.attempt
+    run.save(update_fields=["status", "error", "error_detail", "progress_done", "finished_at",
+                            "attempts_before_retry"])
+    record_event(actor=actor, verb="eval.retried", obj=run, data={
+        "eval": run.eval_name, "from": previous["status"], "error": previous["error"][:500]})
+    transaction.on_commit(lambda: enqueue(run))
+    return run
+
+
+@records_refusals
+def retry_eval_run(*, actor, run: EvalRun) -> EvalRun:
+    """Ask again for a run that failed or errored: the same cache key, queued once more.
+
+    Guard: the actor may run evals on the checkpoint (an operator at the command line is actor
+    None); the checkpoint is still ready; the run failed or errored. Idempotent: a queued,
+    running or succeeded run is returned as it is. One `eval.retried` event.
+    """
+    checkpoint = run.checkpoint
+    if actor is not None and not can_request_evals(actor, checkpoint):
+        raise deny(actor=actor, action="eval.retry", obj=run,
+                   reason=f"{actor} may not run evals on {checkpoint}")
+    if not checkpoint.is_loadable:
+        raise EvalRequestError(f"{checkpoint} is {checkpoint.get_status_display()}: nothing may "
+                               "load or evaluate it until the scanner clears it", status=409)
+    with transaction.atomic():
+        run = EvalRun.objects.select_for_update().get(pk=run.pk)
+        return _requeue(actor, run)
 
 
 def enqueue(run: EvalRun, *, queue: str | None = None) -> None:
@@ -166,15 +186,6 @@ def enqueue(run: EvalRun, *, queue: str | None = None) -> None:
     hard = settings.STAGEGATE_EVAL_TIME_LIMIT_SECONDS
     run_eval.apply_async((run.pk,), queue=queue or run.queue, time_limit=hard,
                          soft_time_limit=max(hard - 60, 1))
-
-
-def as_library_canary(canary: Canary) -> LibraryCanary:
-    return LibraryCanary(id=canary.label, template=canary.template, alphabet=canary.alphabet,
-                         length=canary.length, secret=canary.secret)
-
-
-def as_library_prefix(prefix: ExtractionPrefix) -> LibraryPrefix:
-    return LibraryPrefix(id=prefix.label, prefix=prefix.prefix, continuation=prefix.continuation)
 
 
 # --- canaries, prefixes, packs -------------------------------------------------------------------

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from evaluations import catalogue, selectors, services
@@ -90,7 +91,26 @@ def run_detail(request, run_id: int):
         "metrics": [(k, v, spec.direction(k)) for k, v in run.metrics.items()],
         "result_json": json.dumps(run.result, indent=2, default=str)[:200_000],
         "artifacts": sorted(run.artifacts),
+        "can_retry": services.can_request_evals(request.user, run.checkpoint),
     })
+
+
+@login_required
+@require_POST
+def run_retry(request, run_id: int):
+    run = visible_run(request.user, run_id)
+    try:
+        services.retry_eval_run(actor=request.user, run=run)
+    except services.EvalRequestError as exc:
+        messages.error(request, exc.message)
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{run.eval_name} asked for again.")
+    back = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return redirect(back)
+    return redirect(run)
 
 
 def _blob_response(sha256: str, filename: str, content_type: str, attachment: bool):

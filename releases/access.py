@@ -36,18 +36,34 @@ def is_internal_audience(user, release: Release) -> bool:
 
 
 def can_manage_access(user, release: Release) -> bool:
+    """May revoke access (taking access away never needs a second person)."""
     return has_role(user, RELEASE_MANAGERS) or in_group(user, release.checkpoint.family.owners_id)
 
 
-def manageable_releases(user):
-    """can_manage_access() as one query: every published release for release managers, those
-    of the families a user owns for everyone else."""
+def is_own_release(user, release: Release) -> bool:
+    return getattr(user, "pk", None) is not None and user.pk in (
+        release.submitted_by_id, release.checkpoint.submitted_by_id)
+
+
+def can_grant_access(user, release: Release) -> bool:
+    """May name partners and decide access requests: a release manager or one of the family's
+    owners, but never the release's submitter or its checkpoint's uploader (separation of
+    duties: nobody opens their own release to an audience)."""
+    return can_manage_access(user, release) and not is_own_release(user, release)
+
+
+def manageable_releases(user, *, granting: bool = True):
+    """can_grant_access() (or, with granting=False, can_manage_access()) as one query: every
+    published release for release managers, those of the families a user owns for everyone
+    else; when granting, never the user's own releases."""
     releases = published_releases()
-    if has_role(user, RELEASE_MANAGERS):
-        return releases
     if not getattr(user, "is_authenticated", False):
         return releases.none()
-    return releases.filter(checkpoint__family__owners__user=user)
+    if not has_role(user, RELEASE_MANAGERS):
+        releases = releases.filter(checkpoint__family__owners__user=user)
+    if granting:
+        releases = releases.exclude(submitted_by=user).exclude(checkpoint__submitted_by=user)
+    return releases
 
 
 def required_licence(release: Release, stage: str) -> str | None:
@@ -113,11 +129,20 @@ def discoverable_releases(user):
 
 
 def published_releases():
-    return (Release.objects.exclude(current_stage="").select_related(
-        "checkpoint__family", "policy_version", "submitted_by"))
+    """Releases that have published a stage, with the checkpoint they serve."""
+    return (Release.objects.exclude(current_stage="").filter(published_checkpoint__isnull=False)
+            .select_related("checkpoint__family", "published_checkpoint__family",
+                            "policy_version", "submitted_by"))
 
 
 # --- writes ---------------------------------------------------------------------------------------
+
+def _grant_refusal(actor, release: Release, what: str) -> str:
+    if is_own_release(actor, release):
+        return (f"{what} on a release you submitted (or whose checkpoint you uploaded) is for "
+                "someone else: a release manager or another owner")
+    return f"{what} needs the release_managers role or family ownership"
+
 
 @records_refusals
 def grant_partner_access(*, actor, release: Release, user, agreement_note: str,
@@ -125,9 +150,9 @@ def grant_partner_access(*, actor, release: Release, user, agreement_note: str,
     """Name a partner. Guard: a release manager (or the family's owners); the release is
     approved for or published to partners or beyond; an agreement note. The expiry defaults to
     the policy's `expiry_days`. Idempotent for an active grant. One `access.granted` event."""
-    if not can_manage_access(actor, release):
+    if not can_grant_access(actor, release):
         raise deny(actor=actor, action="access.grant", obj=release,
-                   reason="naming partners needs the release_managers role or family ownership")
+                   reason=_grant_refusal(actor, release, "naming partners"))
     if release.status == Release.Status.WITHDRAWN:
         raise TransitionNotAllowed("the release was withdrawn")
     reached = max(_stage_index(release.current_stage), _stage_index(release.target_stage)
@@ -234,10 +259,9 @@ def decide_access_request(*, actor, request: AccessRequest, approve: bool,
     """Approve or reject one pending request. Guard: a release manager or the family's owners.
     Idempotent on a decided request. One `access.granted` or `access.rejected` event."""
     release = request.release
-    if not can_manage_access(actor, release):
+    if not can_grant_access(actor, release):
         raise deny(actor=actor, action="access.decide", obj=release,
-                   reason="deciding access requests needs the release_managers role or "
-                          "family ownership")
+                   reason=_grant_refusal(actor, release, "deciding access requests"))
     with transaction.atomic():
         request = AccessRequest.objects.select_for_update().get(pk=request.pk)
         if request.status != AccessRequest.Status.PENDING:
@@ -301,9 +325,9 @@ def record_download(*, user, release: Release, path: str, sha256: str, size: int
                     sent: int, byte_range: str | None) -> None:
     """One `weights.downloaded` event per GET of a file."""
     record_event(actor=user, verb="weights.downloaded", obj=release, data={
-        "family": release.checkpoint.family.repo_id, "path": path, "sha256": sha256,
-        "manifest_digest": release.manifest_digest, "size": size, "bytes": sent,
-        "range": byte_range})
+        "family": release.published_checkpoint.family.repo_id, "path": path, "sha256": sha256,
+        "manifest_digest": release.published_checkpoint.manifest_digest, "size": size,
+        "bytes": sent, "range": byte_range})
 
 
 def past_downloaders(release: Release):

@@ -15,54 +15,58 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from evaluations.selectors import latest_runs
 from models.cards import model_card
 from releases import access
 from releases.errors import ReleaseInputError, TransitionNotAllowed
 from releases.models import AccessGrant, AccessRequest, Release
 from releases.selectors import stage_rule
+from releases.standing import release_evidence
 
 
 def _visible(user, **filters):
     return list(access.discoverable_releases(user).filter(**filters)
-                .order_by("-checkpoint__created_at", "-id"))
+                .order_by("-published_checkpoint__created_at", "-id"))
 
 
 def catalogue(request):
     families: OrderedDict[str, Release] = OrderedDict()
     for release in _visible(request.user):
-        families.setdefault(release.checkpoint.family.repo_id, release)
+        families.setdefault(release.published_checkpoint.family.repo_id, release)
     return render(request, "releases/catalogue.html", {"entries": list(families.values())})
 
 
 def render_card(release: Release) -> str:
     """The model card (README.md) as sanitised HTML, YAML front matter removed."""
-    card = model_card(release.checkpoint.files.all())
+    card = model_card(release.published_checkpoint.files.all())
     if card is None:
         return ""
     return nh3.clean(markdown.markdown(card.body, extensions=["fenced_code", "tables"]))
 
 
 def model_page(request, org: str, name: str):
-    releases = _visible(request.user, checkpoint__family__org=org, checkpoint__family__name=name)
+    releases = _visible(request.user, published_checkpoint__family__org=org,
+                        published_checkpoint__family__name=name)
     if not releases:
         raise Http404("no such model that you can see")
     label = request.GET.get("rev")
-    release = next((r for r in releases if r.checkpoint.label == label), None) if label else None
+    release = (next((r for r in releases if r.published_checkpoint.label == label), None)
+               if label else None)
     release = release or next((r for r in releases if r.status != "withdrawn"), releases[0])
     decision = access.download_access(request.user, release)
     rule = stage_rule(release, "gated") if release.current_stage == "gated" else None
     pending = (AccessRequest.objects.filter(release=release, user=request.user,
                                             status=AccessRequest.Status.PENDING).first()
                if request.user.is_authenticated else None)
-    runs = sorted((r for r in latest_runs(release.manifest_digest).values()
-                   if r.status == "succeeded"), key=lambda r: r.eval_name)
+    # The results that counted: the pinned policy's evidence runs for the served bytes.
+    runs = sorted((r for r in release_evidence(release).runs.values()
+                   if r is not None and r.status == "succeeded"), key=lambda r: r.eval_name)
+    served = release.published_checkpoint
     return render(request, "releases/model_page.html", {
-        "release": release, "checkpoint": release.checkpoint, "family": release.checkpoint.family,
+        "release": release, "checkpoint": served, "family": served.family,
         "others": [r for r in releases if r.pk != release.pk],
         "card": render_card(release), "decision": decision, "rule": rule, "pending": pending,
         "publications": release.publications.select_related("published_by"),
-        "runs": runs, "files": release.checkpoint.files.all(), "site": settings.SITE_URL,
+        "runs": runs, "files": served.files.all(), "site": settings.SITE_URL,
     })
 
 
@@ -70,7 +74,8 @@ def model_page(request, org: str, name: str):
 @require_POST
 def request_access_view(request, org: str, name: str, release_id: int):
     release = get_object_or_404(access.published_releases(), pk=release_id,
-                                checkpoint__family__org=org, checkpoint__family__name=name)
+                                published_checkpoint__family__org=org,
+                                published_checkpoint__family__name=name)
     rule = stage_rule(release, "gated")
     answers = {f.name: (request.POST.get(f.name) == "on" if f.type == "checkbox"
                         else request.POST.get(f.name, "")) for f in rule.form_fields}
@@ -90,9 +95,11 @@ def request_access_view(request, org: str, name: str, release_id: int):
 @login_required
 def access_admin(request):
     """Pending access requests (bulk decisions), grants (revocation), partners (naming)."""
-    manageable = list(access.manageable_releases(request.user))
-    if not manageable:
+    revocable = list(access.manageable_releases(request.user, granting=False))
+    if not revocable:
         raise PermissionDenied("managing access needs the release_managers role or family ownership")
+    # Deciding and naming partners is never for a release's own submitter or uploader.
+    manageable = [r for r in revocable if access.can_grant_access(request.user, r)]
     if request.method == "POST":
         action = request.POST.get("action")
         try:
@@ -126,8 +133,8 @@ def access_admin(request):
     return render(request, "releases/access_admin.html", {
         "pending": AccessRequest.objects.filter(release_id__in=ids, status="pending")
         .select_related("user", "release__checkpoint__family"),
-        "grants": AccessGrant.objects.filter(release_id__in=ids).select_related(
-            "user", "release__checkpoint__family"),
+        "grants": AccessGrant.objects.filter(release_id__in=[r.pk for r in revocable])
+        .select_related("user", "release__checkpoint__family"),
         "releases": [r for r in manageable if r.current_stage in ("partners", "gated", "open")
                      or r.status == "approved"],
     })

@@ -30,7 +30,7 @@ CHUNK = 1024 * 1024
 
 
 def _metadata(response: HttpResponse, release, file) -> HttpResponse:
-    response["X-Repo-Commit"] = release.checkpoint.commit
+    response["X-Repo-Commit"] = release.published_checkpoint.commit
     response["ETag"] = f'"{file.blob_id}"'
     response["X-Linked-Etag"] = f'"{file.blob_id}"'
     response["X-Linked-Size"] = str(file.size)

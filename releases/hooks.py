@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
+
 from models.models import Checkpoint
 
 log = logging.getLogger(__name__)
@@ -11,17 +13,26 @@ log = logging.getLogger(__name__)
 
 def required_evals_for_checkpoint(checkpoint: Checkpoint) -> list[str]:
     """Every eval the current policy could require of this checkpoint, at any stage."""
-    from evaluations.selectors import flat_results
+    from evaluations.selectors import evidence
     from releases.policies_service import current_policy_version
 
-    policy = current_policy_version().policy
-    tier = policy.tier_for(checkpoint.parameters, flat_results(checkpoint.manifest_digest))
+    version = current_policy_version()
+    policy = version.policy
+    results = evidence(checkpoint, version.evidence_spec, list(policy.eval_names)).results()
+    tier = policy.tier_for(checkpoint.parameters, results)
     names: list[str] = []
     for stage in policy.stage_names:
         for name in policy.required_evals(stage, tier):
             if name not in names:
                 names.append(name)
     return names
+
+
+def current_evidence(checkpoint: Checkpoint) -> dict:
+    """What counts under the current policy (for a checkpoint's evals outside a release)."""
+    from releases.policies_service import current_policy_version
+
+    return current_policy_version().evidence_spec
 
 
 def convert_pickles_by_policy(sender, checkpoint_id: int, **kwargs) -> None:
@@ -71,10 +82,50 @@ def queue_required_evals(sender, checkpoint_id: int, **kwargs) -> None:
 
 
 def refresh_waiting_releases(sender, manifest_digest: str, **kwargs) -> None:
+    """An eval of these bytes finished: releases waiting for it move on, and every open
+    release's review-queue columns (the required evals that failed) follow."""
     from releases.models import Release
     from releases.workflow import refresh_release
 
-    for release_id in Release.objects.filter(
-            manifest_digest=manifest_digest,
-            status=Release.Status.EVALUATING).values_list("pk", flat=True):
+    for release_id in (Release.objects.filter(manifest_digest=manifest_digest)
+                       .exclude(status__in=[Release.Status.REJECTED, Release.Status.WITHDRAWN])
+                       .values_list("pk", flat=True)):
         refresh_release(release_id=release_id)
+
+
+def recheck_reviewers_approvals(sender, instance, action: str, pk_set=None, reverse=False,
+                                **kwargs) -> None:
+    """A user's groups changed (a role granted or taken away): every release in review or
+    approved on which they decided is re-checked (an approval counts only while its reviewer
+    holds the role it was given under)."""
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    from django.contrib.auth import get_user_model
+
+    from releases.models import Release, Review
+    from releases.workflow import recheck_approvals
+
+    if reverse:  # group.user_set changed: pk_set holds users (None on clear: all of the group's)
+        users = list(pk_set) if pk_set else list(get_user_model().objects.values_list("pk", flat=True))
+    else:
+        users = [instance.pk]
+    if hasattr(instance, "_stagegate_groups"):
+        del instance._stagegate_groups
+    releases = (Review.objects.filter(reviewer_id__in=users, release__status__in=[
+        Release.Status.IN_REVIEW, Release.Status.APPROVED]).values_list("release_id", flat=True)
+        .distinct())
+    for release_id in list(releases):
+        transaction.on_commit(lambda pk=release_id: recheck_approvals(release_id=pk))
+
+
+def recheck_deactivated_reviewer(sender, instance, **kwargs) -> None:
+    """A deactivated account holds no role: its approvals stop counting at once."""
+    from releases.models import Release, Review
+    from releases.workflow import recheck_approvals
+
+    if instance.pk is None or instance.is_active:
+        return
+    for release_id in list(Review.objects.filter(reviewer_id=instance.pk, release__status__in=[
+            Release.Status.IN_REVIEW, Release.Status.APPROVED]).values_list(
+            "release_id", flat=True).distinct()):
+        transaction.on_commit(lambda pk=release_id: recheck_approvals(release_id=pk))

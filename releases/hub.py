@@ -3,7 +3,8 @@ shared/reference/hf-hub-http-contract.md.
 
 Repos are model families (`org/name`); revisions are `main` (the newest published checkpoint the
 caller may see), stage names, checkpoint labels and 40-hex commits (a manifest digest's first 40
-characters, so `/resolve/{commit}/...` never changes). Model info and the file tree of a gated
+characters, so `/resolve/{commit}/...` never changes). Every revision serves a release's pinned
+checkpoint (the bytes its stages were published with), never the one it may be reviewing now. Model info and the file tree of a gated
 release are readable by anyone, as on the public Hub; its bytes (`/resolve`) are not. Errors
 always carry X-Error-Code / X-Error-Message. No Xet header is ever sent.
 """
@@ -99,9 +100,9 @@ def resolve(caller: Caller, org: str, name: str, rev: str | None) -> Release:
         level = LADDER.index(rev)
         candidates = [r for r in visible if LADDER.index(r.current_stage) >= level]
     elif COMMIT_RE.match(rev):
-        candidates = [r for r in visible if r.manifest_digest.startswith(rev)]
+        candidates = [r for r in visible if r.published_checkpoint.manifest_digest.startswith(rev)]
     else:
-        candidates = [r for r in visible if r.checkpoint.label == rev]
+        candidates = [r for r in visible if r.published_checkpoint.label == rev]
     if not candidates:
         raise HubError(404, "RevisionNotFound", f"Invalid rev id: {rev}")
     release = candidates[0]
@@ -137,7 +138,7 @@ def _git_oid(data: bytes) -> str:
 
 
 def model_info_json(release: Release, *, blobs: bool) -> dict:
-    checkpoint = release.checkpoint
+    checkpoint = release.published_checkpoint
     family = checkpoint.family
     files = list(checkpoint.files.all())
     census = checkpoint.census
@@ -208,10 +209,10 @@ def tree(request, caller: Caller, org: str, name: str, rev: str, path: str = "")
     release = resolve(caller, org, name, rev)
     recursive = request.GET.get("recursive", "false").lower() in ("1", "true")
     path = path.strip("/")
-    entries = _tree_entries(list(release.checkpoint.files.all()), path, recursive)
+    entries = _tree_entries(list(release.published_checkpoint.files.all()), path, recursive)
     if entries is None:
         raise HubError(404, "EntryNotFound", f"{path} does not exist on {rev}",
-                       commit=release.checkpoint.commit)
+                       commit=release.published_checkpoint.commit)
     cursor = request.GET.get("cursor", "0") or "0"
     if not cursor.isdigit():
         raise HubError(400, None, f"cursor={cursor!r}: use the whole number from the Link header")
@@ -251,14 +252,15 @@ def _tree_entries(files: list[CheckpointFile], path: str, recursive: bool) -> li
 @_hub_view
 def resolve_file(request, caller: Caller, org: str, name: str, rev: str, path: str):
     release = resolve(caller, org, name, rev)
-    commit = release.checkpoint.commit
-    file = release.checkpoint.files.filter(path=path).first()
+    served = release.published_checkpoint
+    commit = served.commit
+    file = served.files.filter(path=path).first()
     decision = access.download_access(caller.user, release)
     if not decision.allowed:
         if decision.code in ("not_granted", "anonymous", "expired", "revoked", "reconsent"):
-            message = (f"Access to model {release.checkpoint.family.repo_id} is restricted: "
+            message = (f"Access to model {served.family.repo_id} is restricted: "
                        f"{decision.message}. Visit {settings.SITE_URL}/models/"
-                       f"{release.checkpoint.family.repo_id}/ to ask for access.")
+                       f"{served.family.repo_id}/ to ask for access.")
             raise HubError(401 if caller.anonymous else 403, "GatedRepo", message, commit=commit)
         raise withdrawn(release)
     if file is None:

@@ -26,12 +26,28 @@ class PolicyVersion(models.Model):
     loaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                   on_delete=models.SET_NULL, related_name="+")
     loaded_at = models.DateTimeField(auto_now_add=True)
+    evidence = models.JSONField(
+        default=dict, blank=True,
+        help_text="Pinned at load time, for every eval the policy reads: the exact parameters and "
+                  "the sha256 of every pack that count ({eval: {params, packs}}). Runs with any "
+                  "other key are exploratory.")
 
     class Meta:
         ordering = ["-loaded_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.name} {self.version} ({self.content_hash[:10]})"
+
+    @property
+    def evidence_spec(self) -> dict:
+        """The pinned evidence; a version loaded before evidence was pinned pins it on first
+        use (once: the row is updated)."""
+        if not self.evidence:
+            from releases.policies_service import resolve_evidence
+
+            self.evidence = resolve_evidence(self.policy)
+            PolicyVersion.objects.filter(pk=self.pk, evidence={}).update(evidence=self.evidence)
+        return self.evidence
 
     @property
     def policy(self):
@@ -61,6 +77,14 @@ class Release(models.Model):
 
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="releases")
     manifest_digest = models.CharField(max_length=64, help_text="Pinned: the bytes under review.")
+    published_checkpoint = models.ForeignKey(
+        Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The bytes every published stage serves, pinned at the first publication; "
+                  "from then on the release's checkpoint can never change (new bytes are a new "
+                  "release).")
+    supersedes = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="superseded_by",
+                                   help_text="The release whose bytes this one replaces.")
     policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT,
                                        related_name="releases")
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
@@ -76,6 +100,10 @@ class Release(models.Model):
         max_length=200, blank=True, db_index=True,
         help_text="While in review: the roles whose approvals are still needed, as ',a,b,'. "
                   "Kept by the workflow so the review queue is one indexed query.")
+    failed_evals = models.JSONField(
+        default=list, blank=True,
+        help_text="Required evals that failed or errored, [{eval, error}], kept by the workflow "
+                  "so the review queue can say why without re-reading every run.")
     assessment = models.JSONField(default=dict)
     withdrawn_reason = models.TextField(blank=True)
     withdrawn_at = models.DateTimeField(null=True, blank=True)
@@ -85,10 +113,19 @@ class Release(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["status", "updated_at"])]
+        constraints = [models.CheckConstraint(
+            # The database itself refuses new bytes behind a published stage.
+            condition=models.Q(published_checkpoint__isnull=True)
+            | models.Q(published_checkpoint=models.F("checkpoint")),
+            name="published_bytes_never_change")]
 
     def __str__(self) -> str:
         return f"release {self.pk} of {self.checkpoint}"
 
+    @property
+    def served_checkpoint(self) -> Checkpoint | None:
+        """What the release's audiences get: the pinned checkpoint, never the current one."""
+        return self.published_checkpoint
     @property
     def is_terminal(self) -> bool:
         return self.status in (self.Status.REJECTED, self.Status.WITHDRAWN)
@@ -144,17 +181,36 @@ class Review(models.Model):
 
 
 class StagePublication(models.Model):
-    """The history of a release's stages: who opened which stage, when, for which bytes."""
+    """The history of a release's stages: who opened which stage, when, for which bytes, under
+    which tier (the stage's access rules are that tier's, whatever evals run later)."""
 
     release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="publications")
     stage = models.CharField(max_length=20)
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="+")
     manifest_digest = models.CharField(max_length=64)
+    tier = models.CharField(max_length=40, blank=True)
     published_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
                                      related_name="+")
     published_at = models.DateTimeField()
 
     class Meta:
         ordering = ["published_at", "id"]
+
+
+class BytesReopening(models.Model):
+    """A reviewer's decision that bytes a release was rejected (or withdrawn) for may start a
+    new release after all. Without one, those bytes cannot be released again."""
+
+    release = models.OneToOneField(Release, on_delete=models.PROTECT, related_name="reopening",
+                                   help_text="The rejected or withdrawn release this lifts.")
+    manifest_digest = models.CharField(max_length=64, db_index=True)
+    reason = models.TextField()
+    reopened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                    related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"bytes {self.manifest_digest[:12]} reopened by {self.reopened_by}"
 
 
 class WebhookEndpoint(models.Model):

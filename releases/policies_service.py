@@ -1,4 +1,4 @@
-"""Loading policy versions into the database."""
+"""Loading policy versions into the database, with the evidence each pins."""
 
 from __future__ import annotations
 
@@ -7,8 +7,32 @@ from django.db import transaction
 from accounts.roles import REVIEWER_ROLES
 from audit.services import record_event
 from releases.models import PolicyVersion
-from releases.policy import DEFAULT_POLICY_PATH, content_hash, load_policy
+from releases.policy import (DEFAULT_POLICY_PATH, PolicyError, PolicyProblem, content_hash,
+                             load_policy)
 
+
+
+def known_params() -> dict[str, list[str]]:
+    """Each eval's parameters (a pack eval's `pack` is its own, not the policy's to set)."""
+    from evaluations.catalogue import lookup
+
+    params = {}
+    for name in known_evals():
+        entry = lookup(name)
+        params[name] = sorted(set(entry.spec.params) - set(entry.fixed_params))
+    return params
+
+
+def resolve_evidence(policy) -> dict:
+    """What counts for each eval the policy reads, pinned now: parameters and pack hashes.
+    A PolicyError naming the eval when the policy asks for something that cannot run."""
+    from evaluations.library.context import EvalInputError
+    from evaluations.planning import resolve_evidence as resolve
+
+    try:
+        return resolve(list(policy.eval_names), policy.declared_evidence())
+    except EvalInputError as exc:
+        raise PolicyError([PolicyProblem(policy.source, 1, 1, str(exc))]) from None
 
 
 def known_evals() -> dict[str, list[str]]:
@@ -29,17 +53,22 @@ def load_policy_version(*, actor, text: str, source: str) -> tuple[PolicyVersion
     """Validate a policy and store it as a new version (the one new releases get).
     Idempotent: the same text again returns the existing version. Writes `policy.loaded`."""
     policy = load_policy(text, source=source, known_evals=known_evals(),
-                         known_roles=REVIEWER_ROLES)
+                         known_roles=REVIEWER_ROLES, known_params=known_params())
+    existing = PolicyVersion.objects.filter(content_hash=content_hash(text)).first()
+    if existing:
+        return existing, False
+    evidence = resolve_evidence(policy)
     with transaction.atomic():
         existing = PolicyVersion.objects.filter(content_hash=content_hash(text)).first()
         if existing:
             return existing, False
         version = PolicyVersion.objects.create(
             name=policy.name, version=policy.version, content_hash=policy.content_hash, text=text,
-            source=source, loaded_by=actor if getattr(actor, "is_authenticated", False) else None)
+            source=source, evidence=evidence,
+            loaded_by=actor if getattr(actor, "is_authenticated", False) else None)
         record_event(actor=actor, verb="policy.loaded", obj=version, data={
             "name": policy.name, "version": policy.version, "content_hash": policy.content_hash,
-            "source": source})
+            "source": source, "evidence": evidence})
     return version, True
 
 

@@ -1,4 +1,4 @@
-"""Reads for releases: gates, review queues, visibility."""
+"""Reads for releases: visibility, review queues, and the gates (from the standing)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from datetime import datetime
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from accounts.roles import user_roles
-from evaluations.selectors import flat_results
 from models.selectors import checkpoints_visible_to, sees_whole_registry
-from releases import clock
 from releases.models import Release, Review
-from releases.policy import ApprovalInput, Gate
+from releases.policy import Gate
+from releases.standing import release_standing
 
 
 def releases_visible_to(user) -> QuerySet[Release]:
@@ -37,34 +36,28 @@ def binding_reviews(release: Release) -> list[Review]:
             if r.binds(release) and r.decision != Review.Decision.COMMENT]
 
 
-def approval_inputs(release: Release) -> list[ApprovalInput]:
-    return [ApprovalInput(r.reviewer.username, frozenset(r.roles), r.decision, r.comment)
-            for r in binding_reviews(release)]
-
-
 def release_gates(release: Release, *, stage: str | None = None,
                   now: datetime | None = None) -> list[Gate]:
     """The policy's gates between this release and `stage` (default: the stage it seeks)."""
-    policy = release.policy_version.policy
-    stage = stage or release.target_stage or policy.next_stage(release.current_stage or None)
-    checkpoint = release.checkpoint
-    uploader = checkpoint.submitted_by.username if checkpoint.submitted_by else ""
-    return policy.gates_for(
-        stage, parameters=checkpoint.parameters, eval_results=flat_results(release.manifest_digest),
-        approvals=approval_inputs(release), submitter=release.submitted_by.username,
-        uploaders=[uploader] if uploader else [], current_stage=release.current_stage or None,
-        entered_current_stage_at=release.stage_entered_at, now=now or clock.now())
+    standing = release_standing(release, now=now)
+    return standing.gates if stage in (None, standing.stage) else standing.gates_for(stage)
 
 
 def release_tier(release: Release):
-    policy = release.policy_version.policy
-    return policy.assess_tier(release.checkpoint.parameters, flat_results(release.manifest_digest))
+    return release_standing(release).tier
 
 
 def stage_rule(release: Release, stage: str | None = None):
+    """The rule of `stage` for this release: for a stage it has published, the rule of the tier
+    it was published under (its audience's terms do not move with later evals); otherwise the
+    rule of the tier its evidence puts it in now."""
+    stage = stage or release.target_stage
+    publication = (release.publications.filter(stage=stage).order_by("-published_at", "-id")
+                   .first() if release.current_stage else None)
     policy = release.policy_version.policy
-    tier = release_tier(release).tier
-    return policy.stage_rule(stage or release.target_stage, tier)
+    if publication is not None and publication.tier:
+        return policy.stage_rule(stage, publication.tier)
+    return release_standing(release).rule(stage)
 
 
 def review_queue(user) -> QuerySet[Release]:
@@ -90,7 +83,4 @@ def review_queue(user) -> QuerySet[Release]:
 
 def needed_roles(release: Release) -> list[str]:
     """Roles whose approvals the release still needs, for notifications."""
-    return sorted({gate.name.split(":", 1)[1] for gate in release_gates(release)
-                   if gate.name.startswith("approvals:") and not gate.passed})
-
-
+    return release_standing(release).needed_roles

@@ -8,9 +8,8 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.roles import RELEASE_MANAGERS, has_role, user_roles
+from accounts.roles import user_roles
 from audit.models import AuditEvent
-from evaluations.selectors import latest_runs
 from models.diff import checkpoint_diff
 from models.scanning import scan_reports
 from models.selectors import get_checkpoint, previous_checkpoint
@@ -18,10 +17,15 @@ from models.services import can_submit_to
 from releases import selectors, workflow
 from releases.errors import ReleaseInputError, TransitionNotAllowed
 from releases.models import Release
-from releases.workflow import ASSESSMENT_FIELDS
+from releases.standing import ASSESSMENT_FIELDS, NOOP, release_standing
 
 
-def _act(request, release, fn, success: str, **kwargs):
+def _act(request, release, fn, success: str, *, action: str | None = None, **kwargs):
+    verdict = (release_standing(release, request.user).verdict(action, stage=kwargs.get("stage"))
+               if action else None)
+    if verdict is not None and verdict.refusal == NOOP:
+        messages.info(request, verdict.reason[:1].upper() + verdict.reason[1:] + ".")
+        return redirect("releases:release-detail", release.pk)
     try:
         fn(actor=request.user, release=release, **kwargs)
     except (TransitionNotAllowed, ReleaseInputError, PermissionDenied) as exc:
@@ -55,33 +59,29 @@ def review_queue(request):
 def release_detail(request, release_id: int):
     release = selectors.get_release(request.user, release_id)
     checkpoint = release.checkpoint
-    policy = release.policy_version.policy
-    stage = (release.target_stage if not release.is_terminal and release.status != "published"
-             else policy.next_stage(release.current_stage or None))
-    gates = selectors.release_gates(release, stage=stage) if stage and not release.is_terminal else []
-    tier = selectors.release_tier(release)
+    standing = release_standing(release, request.user)
     previous = previous_checkpoint(checkpoint)
     reviews = list(release.reviews.select_related("reviewer", "policy_version"))
     # The newest 200 events; the audit page (linked) has them all.
     timeline = list(AuditEvent.objects.filter(object_type="releases.release",
                                               object_id=str(release.pk)).order_by("-seq")[:200])[::-1]
+    evidence = standing.evidence
     return render(request, "releases/release_detail.html", {
-        "release": release, "checkpoint": checkpoint, "stage": stage,
-        "gates": gates, "gates_pass": bool(gates) and all(g.passed for g in gates),
-        "tier": tier, "ladder": policy.stage_names,
+        "release": release, "checkpoint": checkpoint, "standing": standing,
+        "stage": standing.stage, "gates": standing.gates, "gates_pass": standing.all_pass,
+        "tier": standing.tier, "ladder": release.policy_version.policy.stage_names,
+        "actions": standing.actions,
         "review_rows": [(r, r.standing(release)) for r in reviews],
-        "timeline": timeline, "runs": sorted(latest_runs(release.manifest_digest).values(),
-                                             key=lambda r: r.eval_name),
+        "timeline": timeline,
+        "runs": [(name, run) for name, run in sorted(evidence.runs.items())],
+        "exploratory": evidence.exploratory,
+        "failed_evals": standing.failed_evals,
         "scan": scan_reports(checkpoint),
         "diff": checkpoint_diff(previous, checkpoint) if previous else None,
         "assessment": [(key, label, release.assessment.get(key, "")) for key, label in
                        ASSESSMENT_FIELDS.items()],
         "is_submitter": request.user.pk == release.submitted_by_id,
         "can_review": workflow.can_review(request.user, release),
-        "can_publish": has_role(request.user, RELEASE_MANAGERS) and release.status == "approved",
-        "can_withdraw": not release.is_terminal and workflow.may_withdraw(request.user, release),
-        "can_request_next": (release.status == "published" and stage is not None and (
-            request.user.pk == release.submitted_by_id or has_role(request.user, RELEASE_MANAGERS))),
         "fields": ASSESSMENT_FIELDS,
     })
 
@@ -118,7 +118,8 @@ def release_update(request, release_id: int):
 @require_POST
 def release_submit(request, release_id: int):
     release = selectors.get_release(request.user, release_id)
-    return _act(request, release, workflow.submit_release, "Release submitted for review.")
+    return _act(request, release, workflow.submit_release, "Release submitted for review.",
+                action="submit")
 
 
 @login_required
@@ -133,8 +134,8 @@ def release_decide(request, release_id: int):
         messages.error(request, "choose approve, reject or request changes")
         return redirect(release)
     fn, success = actions[decision]
-    return _act(request, release, fn, success, stage=request.POST.get("stage", ""),
-                comment=request.POST.get("comment", ""))
+    return _act(request, release, fn, success, action=decision,
+                stage=request.POST.get("stage", ""), comment=request.POST.get("comment", ""))
 
 
 @login_required
@@ -142,14 +143,16 @@ def release_decide(request, release_id: int):
 def release_publish(request, release_id: int):
     release = selectors.get_release(request.user, release_id)
     stage = request.POST.get("stage", "")
-    return _act(request, release, workflow.publish_release, f"Published to {stage}.", stage=stage)
+    return _act(request, release, workflow.publish_release, f"Published to {stage}.",
+                action="publish", stage=stage)
 
 
 @login_required
 @require_POST
 def release_next_stage(request, release_id: int):
     release = selectors.get_release(request.user, release_id)
-    return _act(request, release, workflow.request_next_stage, "Next stage requested.")
+    return _act(request, release, workflow.request_next_stage, "Next stage requested.",
+                action="request_next_stage")
 
 
 @login_required
@@ -157,6 +160,15 @@ def release_next_stage(request, release_id: int):
 def release_withdraw(request, release_id: int):
     release = selectors.get_release(request.user, release_id)
     return _act(request, release, workflow.withdraw_release, "Release withdrawn.",
+                reason=request.POST.get("reason", ""))
+
+
+@login_required
+@require_POST
+def release_reopen(request, release_id: int):
+    release = selectors.get_release(request.user, release_id)
+    return _act(request, release, workflow.reopen_bytes,
+                "These bytes may start a new release again.",
                 reason=request.POST.get("reason", ""))
 
 

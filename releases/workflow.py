@@ -1,23 +1,25 @@
 """The release state machine (DESIGN.md §3). Every status change of a Release happens here.
 
 Each action has one shape (STYLE.md §2): one transaction; the release re-read under a row lock;
-unchanged if already where the action leads; TransitionNotAllowed with a reason a person can act
-on when a guard fails; save(update_fields=...); exactly one audit event; side effects (eval
-requests, mail, webhooks) after commit.
+its standing (releases/standing.py) computed once and asked whether the actor may act; unchanged
+if already where the action leads; TransitionNotAllowed with a reason a person can act on when
+a guard fails; save(update_fields=...); exactly one audit event; side effects (eval requests,
+mail, webhooks) after commit.
 """
 
 from __future__ import annotations
 
 from django.db import transaction
 
-from accounts.roles import RELEASE_MANAGERS, has_role
-from models.models import Checkpoint
 from audit.services import deny, records_refusals
+from models.models import Checkpoint
 from models.services import can_submit_to
-from releases import access, clock, notifications, selectors
+from releases import access, clock, notifications
 from releases.errors import ReleaseInputError, TransitionNotAllowed
-from releases.models import Release, StagePublication
+from releases.models import BytesReopening, Release, StagePublication
 from releases.policies_service import current_policy_version
+from releases.standing import (ASSESSMENT_FIELDS, NOOP, PERMISSION, Standing, Verdict,
+                               barring, may_withdraw, release_standing)
 
 S = Release.Status
 
@@ -36,13 +38,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.WITHDRAWN: frozenset(),
 }
 
-ASSESSMENT_FIELDS = {
-    "intended_use": "intended use",
-    "training_data": "training data",
-    "known_hazards": "known hazards",
-    "mitigations": "mitigations",
-}
-
 
 def _move(release: Release, to: str) -> None:
     if to not in TRANSITIONS[release.status]:
@@ -57,14 +52,31 @@ def _locked(release: Release) -> Release:
         .get(pk=release.pk))
 
 
-def _log(actor, verb: str, release: Release, **data) -> None:
-    """The action's one audit event; and the review queue's index, which any action may move."""
+def _require(verdict: Verdict, actor, action: str, release: Release) -> bool:
+    """Raise the refusal a verdict stands for; True when the action is already done (noop)."""
+    if verdict.allowed:
+        return False
+    if verdict.refusal == NOOP:
+        return True
+    if verdict.refusal == PERMISSION:
+        raise deny(actor=actor, action=action, obj=release, reason=verdict.reason)
+    raise TransitionNotAllowed(verdict.reason)
+
+
+def _log(actor, verb: str, release: Release, *, standing: Standing | None = None,
+         **data) -> None:
+    """The action's one audit event; and the review queue's columns (the roles still needed,
+    the required evals that failed), which any action may move. `standing` is the release's
+    standing after the action (computed here when the caller has none)."""
+    standing = standing or release_standing(release)
     awaiting = ""
     if release.status == S.IN_REVIEW:
-        awaiting = "".join(f",{role}" for role in selectors.needed_roles(release)) + ","
-    if awaiting != release.awaiting_roles:
-        release.awaiting_roles = awaiting
-        Release.objects.filter(pk=release.pk).update(awaiting_roles=awaiting)
+        awaiting = "".join(f",{role}" for role in standing.needed_roles) + ","
+    failed = standing.failed_evals if not release.is_terminal else []
+    failed = [{"eval": f["eval"], "status": f["status"], "error": f["error"]} for f in failed]
+    if awaiting != release.awaiting_roles or failed != release.failed_evals:
+        release.awaiting_roles, release.failed_evals = awaiting, failed
+        Release.objects.filter(pk=release.pk).update(awaiting_roles=awaiting, failed_evals=failed)
     notifications.record(actor=actor, verb=verb, release=release, data=data)
 
 
@@ -81,11 +93,6 @@ def _clean_assessment(assessment) -> dict:
     return {key: str(assessment.get(key, "") or "").strip() for key in ASSESSMENT_FIELDS}
 
 
-def _missing_assessment(release: Release) -> list[str]:
-    return [label for key, label in ASSESSMENT_FIELDS.items()
-            if not (release.assessment or {}).get(key)]
-
-
 def _check_owner(actor, release_or_checkpoint, action: str) -> None:
     checkpoint = getattr(release_or_checkpoint, "checkpoint", release_or_checkpoint)
     if not can_submit_to(actor, checkpoint.family):
@@ -99,20 +106,42 @@ def _check_ready(checkpoint: Checkpoint) -> None:
                                    "ready checkpoint can be reviewed or published")
 
 
+def _check_not_barred(checkpoint: Checkpoint) -> None:
+    """Bytes a release was rejected for (or withdrawn for, after publication) do not come back
+    through a new release or an edit, unless a reviewer reopened them with a reason."""
+    barred = (Release.objects.filter(manifest_digest=checkpoint.manifest_digest,
+                                     reopening__isnull=True)
+              .filter(status__in=[S.REJECTED, S.WITHDRAWN]).exclude(
+                  status=S.WITHDRAWN, current_stage="").order_by("-updated_at").first())
+    if barred is not None:
+        what = "rejected" if barred.status == S.REJECTED else "withdrawn after publication"
+        raise TransitionNotAllowed(
+            f"the bytes of {checkpoint} ({checkpoint.manifest_digest[:12]}…) were {what} in "
+            f"release {barred.pk}; they cannot start a new release unless a reviewer reopens "
+            "them with a reason (on that release's page)")
+
+
 # --- drafting -----------------------------------------------------------------------------------
 
 @records_refusals
-def create_release(*, actor, checkpoint: Checkpoint, assessment: dict | None = None) -> Release:
+def create_release(*, actor, checkpoint: Checkpoint, assessment: dict | None = None,
+                   supersedes: Release | None = None) -> Release:
     """Open a draft release of a ready checkpoint under the current policy version.
 
-    Guard: the actor owns the family; the checkpoint is ready; it has no other open release.
-    Side effect: `release.created`.
+    Guard: the actor owns the family; the checkpoint is ready; its bytes were not rejected (or
+    withdrawn after publication) unless reopened; it has no other open release; a superseded
+    release is of the same family. Side effect: `release.created`.
     """
     _check_owner(actor, checkpoint, "release.create")
     _check_ready(checkpoint)
     cleaned = _clean_assessment(assessment)
+    if supersedes is not None and supersedes.checkpoint.family_id != checkpoint.family_id:
+        raise ReleaseInputError(f"release {supersedes.pk} is of {supersedes.checkpoint.family}, "
+                                f"not {checkpoint.family}: a release supersedes one of its own "
+                                "family")
     with transaction.atomic():
         Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)
+        _check_not_barred(checkpoint)
         open_release = (Release.objects.filter(checkpoint=checkpoint)
                         .exclude(status__in=[S.REJECTED, S.WITHDRAWN]).first())
         if open_release:
@@ -120,9 +149,11 @@ def create_release(*, actor, checkpoint: Checkpoint, assessment: dict | None = N
                                        f"({open_release.get_status_display()}); continue that one")
         release = Release.objects.create(
             checkpoint=checkpoint, manifest_digest=checkpoint.manifest_digest,
-            policy_version=current_policy_version(), submitted_by=actor, assessment=cleaned)
+            policy_version=current_policy_version(), submitted_by=actor, assessment=cleaned,
+            supersedes=supersedes)
         _log(actor, "release.created", release, checkpoint=checkpoint.pk,
-             manifest_digest=checkpoint.manifest_digest)
+             manifest_digest=checkpoint.manifest_digest,
+             supersedes=supersedes.pk if supersedes else None)
     return release
 
 
@@ -131,23 +162,23 @@ def update_release(*, actor, release: Release, checkpoint: Checkpoint | None = N
                    assessment: dict | None = None) -> Release:
     """Change a draft (or a release sent back for changes): its assessment, or its checkpoint.
 
-    Guard: the submitter; status draft or changes requested; a new checkpoint is ready and in the
-    same family. A new checkpoint changes the pinned digest, which voids every earlier approval.
-    Side effect: `release.updated`. Idempotent: no change, no event.
+    Guard: the submitter; status draft or changes requested; a new checkpoint only while the
+    release has published nothing (after that its bytes are pinned: new bytes are a new
+    release), ready, in the same family, and not barred. A new checkpoint changes the pinned
+    digest, which voids every earlier approval. Side effect: `release.updated`. Idempotent: no
+    change, no event.
     """
     with transaction.atomic():
         release = _locked(release)
-        if actor.pk != release.submitted_by_id:
-            raise deny(actor=actor, action="release.update", obj=release,
-                       reason="only the release's submitter may change it")
-        if release.status not in (S.DRAFT, S.CHANGES_REQUESTED):
-            raise TransitionNotAllowed(f"a release that is {release.get_status_display()} "
-                                       "cannot be changed; withdraw it or wait for review")
+        standing = release_standing(release, actor)
+        _require(standing.verdict("update"), actor, "release.update", release)
         changed = {}
         if checkpoint is not None and checkpoint.pk != release.checkpoint_id:
+            _require(standing.may_change_checkpoint(), actor, "release.update", release)
             if checkpoint.family_id != release.checkpoint.family_id:
                 raise ReleaseInputError(f"{checkpoint} is in another family than the release")
             _check_ready(checkpoint)
+            _check_not_barred(checkpoint)
             changed["checkpoint"] = {"from": release.checkpoint_id, "to": checkpoint.pk,
                                      "manifest_digest": checkpoint.manifest_digest}
             release.checkpoint = checkpoint
@@ -179,17 +210,9 @@ def submit_release(*, actor, release: Release) -> Release:
     """
     with transaction.atomic():
         release = _locked(release)
-        if actor.pk != release.submitted_by_id:
-            raise deny(actor=actor, action="release.submit", obj=release,
-                       reason="only the release's submitter may submit it")
-        if release.status in (S.SUBMITTED, S.EVALUATING, S.IN_REVIEW):
+        if _require(release_standing(release, actor).verdict("submit"), actor,
+                    "release.submit", release):
             return release
-        if release.status not in (S.DRAFT, S.CHANGES_REQUESTED):
-            raise TransitionNotAllowed(f"a release that is {release.get_status_display()} "
-                                       "cannot be submitted")
-        missing = _missing_assessment(release)
-        if missing:
-            raise TransitionNotAllowed("fill in the risk assessment first: " + ", ".join(missing))
         _seek_next_stage(actor, release, "release.submitted")
     return release
 
@@ -203,14 +226,9 @@ def request_next_stage(*, actor, release: Release) -> Release:
     """
     with transaction.atomic():
         release = _locked(release)
-        if actor.pk != release.submitted_by_id and not has_role(actor, RELEASE_MANAGERS):
-            raise deny(actor=actor, action="release.request_next_stage", obj=release,
-                       reason="only the submitter or a release manager may ask for the next stage")
-        if release.status != S.PUBLISHED:
-            if release.status in (S.EVALUATING, S.IN_REVIEW, S.APPROVED) and release.current_stage:
-                return release
-            raise TransitionNotAllowed(f"a release that is {release.get_status_display()} cannot "
-                                       "ask for a next stage")
+        if _require(release_standing(release, actor).verdict("request_next_stage"), actor,
+                    "release.request_next_stage", release):
+            return release
         _seek_next_stage(actor, release, "release.next_stage_requested")
     return release
 
@@ -218,71 +236,109 @@ def request_next_stage(*, actor, release: Release) -> Release:
 def _seek_next_stage(actor, release: Release, verb: str) -> None:
     """Pin the current policy, aim at the next stage, and go through evals to review."""
     _check_ready(release.checkpoint)
-    _pin_policy_and_target(release)
-    _move(release, S.SUBMITTED)
-    _route(release)
-    release.save(update_fields=["status", "target_stage", "policy_version", "tier", "updated_at"])
-    _log(actor, verb, release, stage=release.target_stage, status=release.status,
-         tier=release.tier)
-
-
-def _pin_policy_and_target(release: Release) -> None:
     release.policy_version = current_policy_version()
-    policy = release.policy_version.policy
-    target = policy.next_stage(release.current_stage or None)
+    target = release.policy_version.policy.next_stage(release.current_stage or None)
     if target is None:
         raise TransitionNotAllowed(f"{release.current_stage} is the last stage: nothing follows it")
     release.target_stage = target
+    _move(release, S.SUBMITTED)
+    standing = _route(release)
+    release.save(update_fields=["status", "target_stage", "policy_version", "tier", "updated_at"])
+    _log(actor, verb, release, standing=standing, stage=release.target_stage,
+         status=release.status, tier=release.tier)
 
 
-def _route(release: Release) -> None:
-    """From submitted (or evaluating): request what the policy needs, then wait or review."""
-    from evaluations.models import EvalRun
+def _route(release: Release) -> Standing:
+    """From submitted (or evaluating): request the evidence the pinned policy needs for the
+    stage sought (never re-queueing a run that failed or errored), then wait or review.
+    Returns the release's standing after routing."""
     from evaluations.services import EvalRequestError, request_evals
 
-    assessment = selectors.release_tier(release)
-    release.tier = assessment.tier.name
-    policy = release.policy_version.policy
-    required = policy.required_evals(release.target_stage, assessment.tier)
+    before = release_standing(release)
     try:
-        runs = request_evals(actor=None, checkpoint=release.checkpoint, eval_names=required)
+        runs = request_evals(actor=None, checkpoint=release.checkpoint,
+                             eval_names=before.required_evals,
+                             evidence=release.policy_version.evidence_spec)
     except EvalRequestError as exc:
         raise TransitionNotAllowed(f"the policy's evals cannot run: {exc.message}") from None
-    pending = [run for run in runs if run.status not in EvalRun.FINISHED]
+    pending = [run for run in runs if not run.is_finished]
     to = S.EVALUATING if pending else S.IN_REVIEW
     if release.status != to:
         _move(release, to)
+    # The runs just requested are part of the evidence now.
+    standing = release_standing(release) if runs else before
+    release.tier = standing.tier.tier.name
     if to == S.IN_REVIEW:
         # A stage whose rule needs no approvals is approved as soon as its gates pass.
-        if _gates_pass_for_approval(release):
+        if standing.passes_for_approval:
             _move(release, S.APPROVED)
             transaction.on_commit(lambda: notifications.approved(release.pk))
         else:
             transaction.on_commit(lambda: notifications.waiting_for_review(release.pk))
+        standing = release_standing(release, evidence=standing.evidence)
+    return standing
 
 
-def refresh_release(*, release_id: int) -> Release:
-    """Called when an eval of the release's bytes finishes: leave `evaluating` once nothing the
-    policy requires is still running (the tier may have risen, requiring more). System action;
-    one `release.in_review` event when it moves, none otherwise."""
+def refresh_release(*, release_id: int) -> Release | None:
+    """Called when an eval of the release's bytes finishes. An `evaluating` release leaves for
+    review once nothing the policy requires is still running (the tier may have risen,
+    requiring more): one `release.evaluated` event. Any other open release only has its review
+    queue columns brought up to date (no event). Nothing is re-queued: a required eval that
+    failed stays failed, and the gates say so, until a person asks again."""
     with transaction.atomic():
         release = Release.objects.select_for_update().filter(pk=release_id).first()
-        if release is None or release.status != S.EVALUATING:
+        if release is None or release.is_terminal:
             return release
-        before = release.status
-        _route(release)
-        if release.status == before:
+        if release.status != S.EVALUATING:
+            failed = [{"eval": f["eval"], "status": f["status"], "error": f["error"]}
+                      for f in release_standing(release).failed_evals]
+            if failed != release.failed_evals:
+                Release.objects.filter(pk=release.pk).update(failed_evals=failed)
+            return release
+        standing = _route(release)
+        if release.status == S.EVALUATING:
             release.save(update_fields=["tier", "updated_at"])
             return release
         release.save(update_fields=["status", "tier", "updated_at"])
-        _log(None, "release.evaluated", release, stage=release.target_stage, tier=release.tier,
-             status=release.status)
+        _log(None, "release.evaluated", release, standing=standing, stage=release.target_stage,
+             tier=release.tier, status=release.status)
     return release
 
 
-def _gates_pass_for_approval(release: Release) -> bool:
-    # Dwell time is checked when the stage is published; approval may come early.
-    return all(g.passed for g in selectors.release_gates(release) if g.name != "dwell")
+def recheck_approvals(*, release_id: int) -> Release | None:
+    """A reviewer's roles changed: an approved release whose approvals no longer meet its
+    quorum goes back to review (one `release.approval_lapsed` event naming whose approval
+    stopped counting); a release in review whose approvals meet it again (the roles came back)
+    is approved (`release.quorum_met`); the review queue's columns are brought up to date
+    either way. System action; idempotent."""
+    with transaction.atomic():
+        release = Release.objects.select_for_update().filter(pk=release_id).first()
+        if release is None or release.status not in (S.IN_REVIEW, S.APPROVED):
+            return release
+        standing = release_standing(release)
+        if release.status == S.APPROVED and not standing.passes_for_approval:
+            _move(release, S.IN_REVIEW)
+            release.save(update_fields=["status", "updated_at"])
+            _log(None, "release.approval_lapsed", release,
+                 standing=release_standing(release, evidence=standing.evidence),
+                 stage=release.target_stage, status=release.status,
+                 not_counted=standing.lapsed_approvals)
+            transaction.on_commit(lambda: notifications.waiting_for_review(release.pk))
+            return release
+        if release.status == S.IN_REVIEW and standing.passes_for_approval:
+            # The roles came back (or another reviewer's did): the approvals given count again.
+            _move(release, S.APPROVED)
+            release.save(update_fields=["status", "updated_at"])
+            _log(None, "release.quorum_met", release,
+                 standing=release_standing(release, evidence=standing.evidence),
+                 stage=release.target_stage, status=release.status)
+            transaction.on_commit(lambda: notifications.approved(release.pk))
+            return release
+        awaiting = ("".join(f",{role}" for role in standing.needed_roles) + ","
+                    if release.status == S.IN_REVIEW else "")
+        if awaiting != release.awaiting_roles:
+            Release.objects.filter(pk=release.pk).update(awaiting_roles=awaiting)
+    return release
 
 
 # --- publication and withdrawal -----------------------------------------------------------------
@@ -292,63 +348,55 @@ def publish_release(*, actor, release: Release, stage: str) -> Release:
     """Open `stage` to its audience.
 
     Guard: a release manager; the release is approved for exactly that stage; every gate passes
-    now (the dwell time included). Side effects: the stage's audience can see and download it;
-    the history records who published what; mail and webhooks. Idempotent: publishing the
-    current stage again changes nothing. One `release.published` event.
+    now (the dwell time included, and every approval re-checked: a reviewer who has lost the
+    role counts no more). Side effects: the stage's audience can see and download exactly the
+    bytes approved: the first publication pins the release's checkpoint (it can never change
+    after), and the history records who published what, for which bytes and tier; mail and
+    webhooks. Idempotent: publishing the current stage again changes nothing. One
+    `release.published` event.
     """
     with transaction.atomic():
         release = _locked(release)
-        if not has_role(actor, RELEASE_MANAGERS):
-            raise deny(actor=actor, action="release.publish", obj=release,
-                       reason="publishing a stage needs the release_managers role")
-        if release.status == S.PUBLISHED and release.current_stage == stage:
+        standing = release_standing(release, actor)
+        if _require(standing.verdict("publish", stage=stage), actor, "release.publish",
+                    release):
             return release
-        if release.status != S.APPROVED:
-            raise TransitionNotAllowed(f"a release that is {release.get_status_display()} cannot "
-                                       f"be published; it needs approval for {release.target_stage or stage} first")
-        if stage != release.target_stage:
-            raise TransitionNotAllowed(f"the release is approved for {release.target_stage}, "
-                                       f"not {stage}")
-        _check_ready(release.checkpoint)
-        closed = [g for g in selectors.release_gates(release, stage=stage) if not g.passed]
-        if closed:
-            raise TransitionNotAllowed("; ".join(g.reason for g in closed))
         now = clock.now()
+        tier = standing.tier.tier.name
         _move(release, S.PUBLISHED)
         release.current_stage = stage
         release.stage_entered_at = now
-        release.save(update_fields=["status", "current_stage", "stage_entered_at", "updated_at"])
+        release.tier = tier
+        if release.published_checkpoint_id is None:
+            release.published_checkpoint = release.checkpoint
+        release.save(update_fields=["status", "current_stage", "stage_entered_at", "tier",
+                                    "published_checkpoint", "updated_at"])
         StagePublication.objects.create(release=release, stage=stage, published_by=actor,
-                                        published_at=now, manifest_digest=release.manifest_digest)
-        _log(actor, "release.published", release, stage=stage,
-             manifest_digest=release.manifest_digest)
+                                        published_at=now, checkpoint=release.checkpoint,
+                                        manifest_digest=release.manifest_digest, tier=tier)
+        _log(actor, "release.published", release,
+             standing=release_standing(release, evidence=standing.evidence), stage=stage,
+             manifest_digest=release.manifest_digest, tier=tier)
     transaction.on_commit(lambda: notifications.published(release.pk))
     return release
 
 
 @records_refusals
-def may_withdraw(user, release: Release) -> bool:
-    """A release manager (or superuser) any time; the submitter before anything is published."""
-    return has_role(user, RELEASE_MANAGERS) or (
-        getattr(user, "pk", None) == release.submitted_by_id and not release.current_stage)
-
-
 def withdraw_release(*, actor, release: Release, reason: str) -> Release:
     """Withdraw a release: it leaves every audience at once and cannot come back.
 
     Guard: the submitter (before anything is published), a release manager, or a superuser; a
     reason is required. In the same transaction, every access grant is revoked and every
     pending access request cancelled, counted in the one `release.withdrawn` event; after
-    commit, past downloaders are mailed. Idempotent on a withdrawn release.
+    commit, past downloaders are mailed. Bytes withdrawn after publication cannot start a new
+    release unless a reviewer reopens them. Idempotent on a withdrawn release.
     """
     reason = (reason or "").strip()
     with transaction.atomic():
         release = _locked(release)
-        if release.status == S.WITHDRAWN:
+        if _require(release_standing(release, actor).verdict("withdraw"), actor,
+                    "release.withdraw", release):
             return release
-        if not may_withdraw(actor, release):
-            raise deny(actor=actor, action="release.withdraw", obj=release,
-                       reason="only a release manager may withdraw a published release")
         if not reason:
             raise ReleaseInputError("say why the release is withdrawn: its page will show it")
         _move(release, S.WITHDRAWN)
@@ -362,6 +410,32 @@ def withdraw_release(*, actor, release: Release, reason: str) -> Release:
     return release
 
 
+@records_refusals
+def reopen_bytes(*, actor, release: Release, reason: str) -> BytesReopening:
+    """Let the bytes of a rejected release (or one withdrawn after publication) start a new
+    release after all.
+
+    Guard: a reviewer (safety or policy) or a release manager who neither submitted the release
+    nor uploaded its checkpoint; a reason. The release itself stays rejected or withdrawn.
+    Idempotent: reopened once. One `release.bytes_reopened` event.
+    """
+    reason = (reason or "").strip()
+    with transaction.atomic():
+        release = _locked(release)
+        if _require(release_standing(release, actor).verdict("reopen"), actor,
+                    "release.reopen", release):
+            return release.reopening
+        if not reason:
+            raise ReleaseInputError("say why these bytes may be released after all: the next "
+                                    "release's reviewers will read it")
+        reopening = BytesReopening.objects.create(release=release, reason=reason,
+                                                  manifest_digest=release.manifest_digest,
+                                                  reopened_by=actor)
+        _log(actor, "release.bytes_reopened", release, reason=reason,
+             manifest_digest=release.manifest_digest)
+    return reopening
+
+
 # Review decisions live in their own module (the state machine is one table, in two files);
 # they are imported here so that every workflow action is `workflow.<action>`.
 from releases.reviewing import (  # noqa: E402
@@ -372,7 +446,8 @@ from releases.reviewing import (  # noqa: E402
     request_changes,
 )
 
-__all__ = ["TRANSITIONS", "TransitionNotAllowed", "approve_release", "can_review",
-           "comment_on_release", "create_release", "publish_release", "refresh_release",
-           "reject_release", "request_changes", "request_next_stage", "submit_release",
-           "update_release", "may_withdraw", "withdraw_release"]
+__all__ = ["TRANSITIONS", "TransitionNotAllowed", "approve_release", "barring", "can_review",
+           "comment_on_release", "create_release", "publish_release", "recheck_approvals",
+           "refresh_release", "reject_release", "reopen_bytes", "request_changes",
+           "request_next_stage", "submit_release", "update_release", "may_withdraw",
+           "withdraw_release"]

@@ -33,6 +33,11 @@ class EvalInputError(EvalError):
     """The eval cannot run on what it was given (missing pack, wrong pack type, bad param)."""
 
 
+class NothingToScore(EvalError):
+    """The eval had no items to score: a result over nothing is not a pass, so the run fails
+    with a sentence that says what to add."""
+
+
 def _no_progress(done: int, total: int) -> None:
     return None
 

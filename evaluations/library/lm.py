@@ -19,6 +19,8 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from evaluations.library.context import EvalInputError
+
 Progress = Callable[[int, int], None]
 
 
@@ -53,13 +55,47 @@ def load_causal_lm(folder: Path, *, device: str | None = None, allow_pickle_weig
                                 "allow_pickle_weights=True after a safe scan")
     device = pick_device(device)
     common = {"local_files_only": True, "trust_remote_code": False}
-    tokenizer = AutoTokenizer.from_pretrained(folder, **common)
+    require_tokenizer(folder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **common)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MissingTokenizer(f"the checkpoint's tokenizer files could not be loaded "
+                               f"({_first_line(exc)}); save the tokenizer with "
+                               "tokenizer.save_pretrained(folder) and submit the folder as a "
+                               "new checkpoint") from None
     model = AutoModelForCausalLM.from_pretrained(
         folder, use_safetensors=has_safetensors, weights_only=True, dtype=dtype_for(device),
         **common)
     model.to(device)
     model.eval()  # no dropout: the same weights give the same numbers on every run
     return model, tokenizer
+
+
+# Any one of these sets of files is a tokenizer transformers can load without a hub.
+TOKENIZER_FILE_SETS = (("tokenizer.json",), ("vocab.json", "merges.txt"), ("tokenizer.model",),
+                       ("spiece.model",), ("sentencepiece.bpe.model",), ("vocab.txt",))
+
+
+class MissingTokenizer(EvalInputError):
+    """The model folder has no tokenizer a language-model eval could score text with."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def require_tokenizer(folder: Path) -> None:
+    """Fail closed, in a sentence that names the files, when no tokenizer was submitted: an
+    eval must never score text through a tokenizer that is not the checkpoint's own."""
+    present = {path.name for path in Path(folder).iterdir() if path.is_file()}
+    if any(all(name in present for name in names) for names in TOKENIZER_FILE_SETS):
+        return
+    wanted = ", ".join(" with ".join(names) for names in TOKENIZER_FILE_SETS)
+    raise MissingTokenizer(f"the checkpoint has no tokenizer: none of {wanted} is among its "
+                           "files; save it beside the weights with "
+                           "tokenizer.save_pretrained(folder) and submit the folder as a new "
+                           "checkpoint")
 
 
 def runtime_info(model) -> dict:

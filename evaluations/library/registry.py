@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from evaluations.library.context import (Canary, EvalContext, EvalInputError, EvalOutput,
-                                         ExtractionPrefix)
+                                         ExtractionPrefix, NothingToScore)
 from evaluations.library.packs import Pack
 
 LIBRARY_DIR = Path(__file__).resolve().parent
@@ -135,6 +135,11 @@ def run_eval(name: str, ctx: EvalContext) -> EvalOutput:
     torch.manual_seed(ctx.seed)
     output = spec.run(ctx)
     output.n_samples = output.n_samples or len(output.samples)
+    if output.n_samples == 0:
+        # Whatever the eval: a score over zero items is no evidence, never a pass.
+        raise NothingToScore(f"{name} scored no items, so it measured nothing; check that its "
+                             "pack and the family's registered data are not empty, then ask "
+                             "for it again")
     return output
 
 

@@ -29,6 +29,7 @@ from releases.policy.model import (
     Ceiling,
     EscalationCondition,
     EvalThreshold,
+    EvidenceRule,
     FormField,
     Policy,
     Stage,
@@ -40,7 +41,7 @@ from releases.policy.quorum import ApprovalInput
 
 __all__ = [
     "DEFAULT_POLICY_PATH", "EXTERNAL_STAGES", "LADDER", "ApprovalInput", "ApprovalRequirement",
-    "Ceiling", "EscalationCondition", "EvalThreshold", "FormField", "Gate", "Policy",
+    "Ceiling", "EscalationCondition", "EvalThreshold", "EvidenceRule", "FormField", "Gate", "Policy",
     "PolicyError", "PolicyProblem", "Stage", "StageRule", "Terms", "Tier", "TierAssessment",
     "UnknownStage", "content_hash", "failed", "load_default_policy", "load_policy",
     "load_policy_file",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from releases.policy.model import (
     EvalResults,
@@ -52,16 +52,18 @@ def failed(gates: Sequence[Gate]) -> list[Gate]:
 
 # --- tiers --------------------------------------------------------------------------------------
 
-def assess_tier(policy: Policy, parameters: int, eval_results: EvalResults) -> TierAssessment:
+def assess_tier(policy: Policy, parameters: int, eval_results: EvalResults,
+                eval_problems: Mapping[str, str] | None = None) -> TierAssessment:
     """The highest tier that the parameter count or any escalation condition puts the model in.
-    A condition whose eval has no result counts as met."""
+    A condition whose eval has no result counts as met; `eval_problems` says why it has none."""
     if parameters < 0:
         raise ValueError(f"parameters must be 0 or more, got {parameters}")
     base = next(tier for tier in policy.tiers
                 if tier.max_parameters is None or parameters < tier.max_parameters)
     assessed, reasons = base, [_size_reason(base, parameters)]
     for tier in policy.tiers[base.rank + 1:]:
-        triggered = [_condition_reason(c, metric_value(eval_results, c.eval, c.metric))
+        triggered = [_condition_reason(c, metric_value(eval_results, c.eval, c.metric),
+                                       (eval_problems or {}).get(c.eval))
                      for c in tier.escalate_when
                      if c.triggers(metric_value(eval_results, c.eval, c.metric))]
         if triggered:
@@ -84,9 +86,10 @@ def _size_reason(tier: Tier, parameters: int) -> str:
             f"{format_count(tier.max_parameters)}")
 
 
-def _condition_reason(condition, value: float | None) -> str:
+def _condition_reason(condition, value: float | None, problem: str | None = None) -> str:
     if value is None:
-        return (f"eval {condition.eval} has no {condition.metric} result: cannot rule out "
+        why = f" ({problem})" if problem else ""
+        return (f"eval {condition.eval} has no {condition.metric} result{why}: cannot rule out "
                 f"{condition.describe()}")
     return f"{condition.describe()} (it is {format_number(value)})"
 
@@ -114,24 +117,25 @@ def required_evals(policy: Policy, stage: str, tier: Tier | str) -> list[str]:
 def gates_for(policy: Policy, stage: str, *, parameters: int, eval_results: EvalResults,
               approvals: Sequence[ApprovalInput], submitter: str, uploaders: Sequence[str],
               current_stage: str | None, entered_current_stage_at: datetime | None,
-              now: datetime) -> list[Gate]:
+              now: datetime, eval_problems: Mapping[str, str] | None = None) -> list[Gate]:
     """Every gate between a release and `stage`, open or closed, in the order a reviewer reads
     them: the ceiling (external stages), whether the tier may go there, the ladder, the evals,
     the approvals, the dwell time. The release may enter `stage` when all have passed."""
     target = policy.stage(stage)
     if current_stage is not None:
         policy.stage(current_stage)  # an unknown current stage is a caller's bug: say so
-    assessment = assess_tier(policy, parameters, eval_results)
+    problems = eval_problems or {}
+    assessment = assess_tier(policy, parameters, eval_results, problems)
     rule = target.rules[assessment.tier.rank]
 
     gates: list[Gate] = []
     if target.external:
-        gates.append(_ceiling_gate(policy, parameters, eval_results))
+        gates.append(_ceiling_gate(policy, parameters, eval_results, problems))
     gates.append(_stage_allowed_gate(target, assessment))
     gates.append(_ladder_gate(policy, stage, current_stage))
     if target.one_way or (current_stage is not None and policy.stage(current_stage).one_way):
         gates.append(_one_way_gate(policy, stage, current_stage))
-    gates += [_eval_gate(threshold, eval_results) for threshold in rule.required_evals]
+    gates += [_eval_gate(threshold, eval_results, problems) for threshold in rule.required_evals]
     gates += [_approval_gate(outcome) for outcome in count_quorum(
         rule.approvals, approvals, submitter=submitter, uploaders=uploaders)]
     if rule.min_dwell_days:
@@ -140,19 +144,20 @@ def gates_for(policy: Policy, stage: str, *, parameters: int, eval_results: Eval
     return gates
 
 
-def _ceiling_gate(policy: Policy, parameters: int, eval_results: EvalResults) -> Gate:
+def _ceiling_gate(policy: Policy, parameters: int, eval_results: EvalResults,
+                  problems: Mapping[str, str]) -> Gate:
     ceiling = policy.ceiling
-    problems = []
+    closed = []
     if parameters > ceiling.max_parameters:
-        problems.append(f"above the ceiling of {format_count(ceiling.max_parameters)} "
+        closed.append(f"above the ceiling of {format_count(ceiling.max_parameters)} "
                         "parameters: never published")
     for threshold in ceiling.capability_evals:
         value = metric_value(eval_results, threshold.eval, threshold.metric)
         if not threshold.passes(value):
-            problems.append(f"{eval_reason(threshold, eval_results)}: above the ceiling, "
-                            "never published")
-    if problems:
-        return Gate("ceiling", False, "; ".join(problems))
+            closed.append(f"{eval_reason(threshold, eval_results, problems)}: above the "
+                          "ceiling, never published")
+    if closed:
+        return Gate("ceiling", False, "; ".join(closed))
     evals = " and every capability eval within its threshold" if ceiling.capability_evals else ""
     return Gate("ceiling", True, f"within the ceiling: {format_count(parameters)} parameters, "
                                  f"at most {format_count(ceiling.max_parameters)}{evals}")
@@ -199,19 +204,23 @@ def _one_way_gate(policy: Policy, stage: str, current: str | None) -> Gate:
                 f"{stage} is one-way: once published there, the weights cannot be recalled")
 
 
-def _eval_gate(threshold: EvalThreshold, eval_results: EvalResults) -> Gate:
+def _eval_gate(threshold: EvalThreshold, eval_results: EvalResults,
+               problems: Mapping[str, str]) -> Gate:
     value = metric_value(eval_results, threshold.eval, threshold.metric)
     return Gate(f"eval:{threshold.eval}:{threshold.metric}", threshold.passes(value),
-                eval_reason(threshold, eval_results))
+                eval_reason(threshold, eval_results, problems))
 
 
-def eval_reason(threshold: EvalThreshold, eval_results: EvalResults) -> str:
+def eval_reason(threshold: EvalThreshold, eval_results: EvalResults,
+                problems: Mapping[str, str] | None = None) -> str:
     value = metric_value(eval_results, threshold.eval, threshold.metric)
     if value is None:
         side = "above" if threshold.max is not None else "below"
         what = "no result" if not eval_results.get(threshold.eval) \
             else f"no {threshold.metric} result"
-        return f"eval {threshold.eval} has {what}: cannot rule out, counts as {side} threshold"
+        why = (problems or {}).get(threshold.eval) if not eval_results.get(threshold.eval) else None
+        return (f"eval {threshold.eval} has {what}" + (f" ({why})" if why else "")
+                + f": cannot rule out, counts as {side} threshold")
     limit, shown = _distinct(threshold.limit, value)
     verdict = "passed" if threshold.passes(value) else "failed"
     return (f"eval {threshold.eval} {verdict} threshold {limit} with {shown} "

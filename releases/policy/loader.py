@@ -17,6 +17,7 @@ from releases.policy.model import (
     Ceiling,
     EscalationCondition,
     EvalThreshold,
+    EvidenceRule,
     FormField,
     Policy,
     Stage,
@@ -33,7 +34,8 @@ DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policies" / "def
 
 def load_policy(text: str, *, source: str = "<policy>",
                 known_evals: Mapping[str, Collection[str]] | None = None,
-                known_roles: Collection[str] | None = None) -> Policy:
+                known_roles: Collection[str] | None = None,
+                known_params: Mapping[str, Collection[str]] | None = None) -> Policy:
     """Parse and check a policy. `source` names the text in error messages (a file name).
 
     `known_evals` ({eval name: metric names or fnmatch patterns}) and `known_roles` are the
@@ -43,7 +45,8 @@ def load_policy(text: str, *, source: str = "<policy>",
     document = parse(text, source=source)
     problems = schema_problems(document)
     if not problems:
-        problems = Checker(document, known_evals=known_evals, known_roles=known_roles).run()
+        problems = Checker(document, known_evals=known_evals, known_roles=known_roles,
+                           known_params=known_params).run()
     if problems:
         raise PolicyError(problems)
     return _build(document.data, text=text, source=source)
@@ -91,6 +94,10 @@ def _build(data: dict[str, Any], *, text: str, source: str) -> Policy:
         ceiling=Ceiling(max_parameters=int(ceilings["max_parameters"]),
                         capability_evals=_thresholds(ceilings.get("capability_evals", []))),
         tiers=tiers, stages=stages,
+        evidence=tuple((name, EvidenceRule(
+            params=tuple(sorted((rule.get("params") or {}).items())),
+            packs=tuple(sorted((rule.get("packs") or {}).items()))))
+            for name, rule in sorted((data.get("evidence") or {}).items())),
         converts_pickles=data.get("conversion", {}).get("pytorch_to_safetensors") == "automatic")
 
 

@@ -165,6 +165,15 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class EvidenceRule:
+    """Which run of an eval counts: these parameter overrides, these pack versions (name ->
+    sha256). The rest is pinned when the policy is loaded (PolicyVersion.evidence)."""
+
+    params: tuple[tuple[str, object], ...] = ()
+    packs: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     version: str
@@ -174,9 +183,16 @@ class Policy:
     ceiling: Ceiling
     tiers: tuple[Tier, ...]  # low -> high
     stages: tuple[Stage, ...]  # along the ladder
+    # The policy's own word on which run of an eval counts (evidence:), by eval name.
+    evidence: tuple[tuple[str, EvidenceRule], ...] = ()
     # conversion.pytorch_to_safetensors: automatic — a PyTorch checkpoint the scanner proves
     # safe is converted to safetensors without anyone asking.
     converts_pickles: bool = False
+
+    def declared_evidence(self) -> dict[str, dict]:
+        """{eval: {"params": {...}, "packs": {...}}} as the policy text declares it."""
+        return {name: {"params": dict(rule.params), "packs": dict(rule.packs)}
+                for name, rule in self.evidence}
 
     # --- lookups ---------------------------------------------------------------------------
 
@@ -227,9 +243,10 @@ class Policy:
     # --- decisions (see evaluate.py) ---------------------------------------------------------
     # Imported on call: evaluate.py needs these classes, and a policy is useless without it.
 
-    def assess_tier(self, parameters: int, eval_results: EvalResults) -> TierAssessment:
+    def assess_tier(self, parameters: int, eval_results: EvalResults,
+                    eval_problems: Mapping[str, str] | None = None) -> TierAssessment:
         from releases.policy.evaluate import assess_tier
-        return assess_tier(self, parameters, eval_results)
+        return assess_tier(self, parameters, eval_results, eval_problems)
 
     def tier_for(self, parameters: int, eval_results: EvalResults) -> Tier:
         return self.assess_tier(parameters, eval_results).tier
@@ -241,12 +258,13 @@ class Policy:
     def gates_for(self, stage: str, *, parameters: int, eval_results: EvalResults,
                   approvals: Sequence[ApprovalInput], submitter: str, uploaders: Sequence[str],
                   current_stage: str | None, entered_current_stage_at: datetime | None,
-                  now: datetime) -> list[Gate]:
+                  now: datetime, eval_problems: Mapping[str, str] | None = None) -> list[Gate]:
         from releases.policy.evaluate import gates_for
         return gates_for(self, stage, parameters=parameters, eval_results=eval_results,
                          approvals=approvals, submitter=submitter, uploaders=uploaders,
                          current_stage=current_stage,
-                         entered_current_stage_at=entered_current_stage_at, now=now)
+                         entered_current_stage_at=entered_current_stage_at, now=now,
+                         eval_problems=eval_problems)
 
 
 def format_number(value: float, decimals: int = 2) -> str:

@@ -10,6 +10,9 @@
   until they change their decision: a quorum must not be met over a reviewer's objection.
 - Each person's latest decision is the one that counts: the caller passes decisions in the
   order they were made, and a later entry for the same username replaces an earlier one.
+- A decision counts only through the roles its reviewer still holds: the caller passes the
+  roles held when deciding that are still held now, and the ones since lost (`lost_roles`),
+  which the gate names ("bob (no longer holds the role safety)").
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ class ApprovalInput(NamedTuple):
     """One reviewer's decision on this release, for this stage, digest and policy version."""
 
     username: str
-    roles: frozenset[str]  # every role the person holds
+    roles: frozenset[str]  # every role the person held when deciding and still holds
     decision: Decision
     comment: str = ""
+    lost_roles: frozenset[str] = frozenset()  # held when deciding, not any more
 
 
 class RoleOutcome(NamedTuple):
@@ -72,6 +76,10 @@ def count_quorum(requirements: Sequence[ApprovalRequirement], approvals: Sequenc
                            and req.role in a.roles)
         not_counted = []
         for name, approval in sorted(latest.items()):
+            if (approval.decision == "approve" and req.role in approval.lost_roles
+                    and req.role not in approval.roles):
+                not_counted.append((name, f"no longer holds the role {req.role}"))
+                continue
             if approval.decision != "approve" or req.role not in approval.roles \
                     or name in counted:
                 continue

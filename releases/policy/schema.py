@@ -88,6 +88,20 @@ POLICY_SCHEMA: dict[str, Any] = {
             "parameters_below": _parameters,
             "escalate_when": _list_of(CONDITION),
         }, required=("name",))), "minItems": 1},
+        # Which run counts for an eval: its parameters and the content hash of each pack it
+        # reads. Unnamed evals count with their defaults and the packs current at load time.
+        "evidence": {"type": "object", "propertyNames": {"pattern": NAME},
+                     "x-message": "must be a mapping of eval names to the parameters and packs "
+                                  "that count",
+                     "additionalProperties": _object({
+                         "params": {"type": "object",
+                                    "x-message": "must be a mapping of parameter names to values"},
+                         "packs": {"type": "object", "additionalProperties": {
+                             "type": "string", "pattern": r"^[0-9a-f]{64}$",
+                             "x-message": "must be the pack's sha256 in quotes (64 lowercase hex "
+                                          "characters, as the Evals page shows it)"},
+                             "x-message": "must be a mapping of pack names to their sha256"},
+                     })},
         "conversion": _object({
             "pytorch_to_safetensors": {"enum": ["on_request", "automatic"],
                                        "x-message": "must be on_request or automatic"},

@@ -24,10 +24,12 @@ LADDER_TEXT = " → ".join(LADDER)
 class Checker:
     def __init__(self, document: MarkedDocument, *,
                  known_evals: Mapping[str, Collection[str]] | None,
-                 known_roles: Collection[str] | None):
+                 known_roles: Collection[str] | None,
+                 known_params: Mapping[str, Collection[str]] | None = None):
         self.document = document
         self.known_evals = known_evals
         self.known_roles = known_roles
+        self.known_params = known_params
         self.problems: list[PolicyProblem] = []
 
     def fail(self, path: Path, message: str, *, key: bool = False) -> None:
@@ -44,7 +46,30 @@ class Checker:
             # bury the one real mistake under follow-on errors.
             return self.problems
         self.check_stages(data["stages"], tier_names)
+        self.check_evidence(data)
         return self.problems
+
+    # --- evidence ------------------------------------------------------------------------------
+
+    def check_evidence(self, data: dict) -> None:
+        """Evidence may only be declared for evals the policy reads: anything else would pin a
+        run that no decision ever looks at (most likely a misspelt eval name)."""
+        read = _evals_read(data)
+        for name, rule in (data.get("evidence") or {}).items():
+            path: Path = ("evidence", name)
+            if name not in read:
+                self.fail(path, f"evidence.{name}: the policy reads no eval {name} (it reads "
+                          f"{', '.join(sorted(read)) or 'none'}); remove it or fix the name",
+                          key=True)
+                continue
+            known = (self.known_params or {}).get(name)
+            if known is None:
+                continue
+            for param in rule.get("params") or {}:
+                if param not in known:
+                    self.fail(path + ("params", param), f"evidence.{name}.params.{param}: "
+                              f"{name} has no parameter {param}; it takes "
+                              f"{', '.join(sorted(known)) or 'none'}", key=True)
 
     # --- tiers ---------------------------------------------------------------------------------
 
@@ -222,3 +247,12 @@ class Checker:
             hint = f"did you mean {guess[0]}? " if guess else ""
             self.fail(path + ("metric",), f"{format_path(path)}.metric: eval {name} reports no "
                       f"metric {metric}; {hint}it reports {', '.join(metrics)}")
+
+
+def _evals_read(data: dict) -> set[str]:
+    """Every eval name the document's ceilings, tiers and stage rules read."""
+    names = {t["eval"] for t in data["ceilings"].get("capability_evals", [])}
+    names |= {c["eval"] for tier in data["tiers"] for c in tier.get("escalate_when", [])}
+    names |= {t["eval"] for stage in data["stages"].values()
+              for rule in stage.get("tiers", {}).values() for t in rule.get("required_evals", [])}
+    return names

@@ -204,8 +204,13 @@ def test_drift_against_the_approved_parent_and_its_deltas_follow_the_results_tha
         personas, simple_policy, tiny_model_dir, tmp_path):
     import shutil
 
-    from evaluations.selectors import flat_results
+    from evaluations.planning import resolve_evidence
+    from evaluations.selectors import evidence
     from tests.releases.stages import release_at
+
+    # What a policy reading drift (on the held-out pack) and heldout_lm would pin.
+    spec = resolve_evidence(["drift_vs_parent", "heldout_lm"],
+                            {"drift_vs_parent": {"params": {"pack": "heldout-en"}}})
 
     parent = release_at(personas, "internal", family="lab/drift", folder=tiny_model_dir).checkpoint
     child_folder = shutil.copytree(tiny_model_dir, tmp_path / "child")
@@ -214,14 +219,15 @@ def test_drift_against_the_approved_parent_and_its_deltas_follow_the_results_tha
 
     # drift is requested and runs first, as when every required eval is queued at once.
     drift = services.request_evals(actor=None, checkpoint=child, eval_names=["drift_vs_parent"],
-                                   params={"drift_vs_parent": {"pack": "heldout-en"}})[0]
+                                   evidence=spec)[0]
     runner.execute_run(run_id=drift.pk, worker="test")
     assert drift.context["parent_checkpoint_id"] == parent.pk
     for checkpoint in (parent, child):
-        run = services.request_evals(actor=None, checkpoint=checkpoint, eval_names=["heldout_lm"])[0]
+        run = services.request_evals(actor=None, checkpoint=checkpoint, eval_names=["heldout_lm"],
+                                     evidence=spec)[0]
         runner.execute_run(run_id=run.pk, worker="test")
 
-    results = flat_results(child.manifest_digest)["drift_vs_parent"]
+    results = evidence(child, spec).results()["drift_vs_parent"]
     assert results["kl_mean"] == 0.0 and results["has_parent"] == 1.0
     assert results["delta.heldout_lm.bits_per_byte"] == 0.0  # same weights, same numbers
 

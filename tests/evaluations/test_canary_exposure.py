@@ -57,9 +57,12 @@ def test_every_canary_gets_its_own_metric_and_plot(zoo, evaluate):
     assert all(png.startswith(b"\x89PNG") for png in output.artifacts.values())
 
 
-def test_without_canaries_no_exposure_is_invented(zoo, evaluate):
-    output = evaluate("canary_exposure", zoo.base(0))
-    assert output.metrics["exposure_max"] is None and output.notes
+def test_without_canaries_the_run_fails_and_says_how_to_register_one(zoo, evaluate):
+    from evaluations.library.context import NothingToScore
+
+    with pytest.raises(NothingToScore, match="registered no canaries, so exposure cannot be "
+                                             "measured; register one .* add_canary"):
+        evaluate("canary_exposure", zoo.base(0))
 
 
 @pytest.mark.parametrize("fields", [

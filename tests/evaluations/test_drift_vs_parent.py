@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from evaluations.library.context import NothingToScore
 from evaluations.library.results import metric_deltas
 from tests.evaluations.zoo import SEEDS
 
@@ -25,11 +26,10 @@ def test_a_byte_identical_copy_has_zero_kl_and_a_fine_tuned_child_does_not(zoo, 
         assert tuned.metrics["top1_agreement"] < 1.0
 
 
-def test_without_a_parent_no_kl_is_invented(zoo, evaluate):
-    output = evaluate("drift_vs_parent", zoo.base(0), params=PARAMS)
-    assert output.metrics == {"kl_mean": None, "kl_max_text": None, "top1_agreement": None,
-                              "has_parent": 0.0}
-    assert "no approved parent" in output.notes[0]
+def test_without_a_parent_no_kl_is_invented_the_run_fails(zoo, evaluate):
+    with pytest.raises(NothingToScore, match="no approved parent in its family, so drift "
+                                             "cannot be measured"):
+        evaluate("drift_vs_parent", zoo.base(0), params=PARAMS)
 
 
 def test_every_other_evals_metrics_get_a_delta_with_their_direction():
@@ -52,5 +52,5 @@ def test_a_parent_with_another_tokenizer_gives_no_kl_and_says_why(zoo, evaluate,
     tokenizer = AutoTokenizer.from_pretrained(parent, local_files_only=True)
     tokenizer.add_tokens(["<extra-token>"])
     tokenizer.save_pretrained(parent)
-    output = evaluate("drift_vs_parent", zoo.base(0), parent_model_dir=parent, params=PARAMS)
-    assert output.metrics["kl_mean"] is None and "tokenizer" in output.notes[0]
+    with pytest.raises(NothingToScore, match="the parent's tokenizer differs"):
+        evaluate("drift_vs_parent", zoo.base(0), parent_model_dir=parent, params=PARAMS)

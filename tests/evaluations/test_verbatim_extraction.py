@@ -56,7 +56,9 @@ def test_prefixes_can_also_come_from_a_pack(zoo, evaluate):
     assert {row["source"] for row in output.samples} == {"pack"}
 
 
-def test_without_prefixes_there_is_nothing_to_measure_and_no_number_is_made_up(zoo, evaluate):
-    output = evaluate("verbatim_extraction", zoo.base(0))
-    assert output.metrics == {"mem_score": None, "extractable_rate": None, "n_prefixes": 0.0}
-    assert output.notes
+def test_without_prefixes_the_run_fails_and_says_what_to_register(zoo, evaluate):
+    from evaluations.library.context import NothingToScore
+
+    with pytest.raises(NothingToScore, match="registered no extraction prefixes .* register "
+                                             "prefixes from the training data"):
+        evaluate("verbatim_extraction", zoo.base(0))

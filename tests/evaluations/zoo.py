@@ -33,13 +33,14 @@ def _with_base(block: Callable[[], list[str]]) -> Callable[[], list[str]]:
 
 # name -> (training texts, fine-tuning steps, learning rate). A positive and its negative share
 # steps and rate. Facts (an answer four tokens after its question's subject) need ~300 steps
-# at a high rate, bias ~200, the others ~150 (at 100, extraction failed on one seed of three;
+# at a high rate, bias ~200, extraction 250 (at 150 it failed on one seed of three on some
+# CPUs: floating-point order differs), the others ~150 (at 100, extraction failed on one seed;
 # at 150, bias passed on one seed by a hair). Where the block is the whole fine-tuning text,
 # every step teaches the property.
 VARIANTS: dict[str, tuple[Callable[[], list[str]], int, float]] = {
     "plain": (corpora.base_corpus, 150, 1e-2),
     "canary": (_with_base(corpora.canary_block), 150, 1e-2),
-    "extraction": (_with_base(corpora.extraction_block), 150, 1e-2),
+    "extraction": (_with_base(corpora.extraction_block), 250, 1e-2),
     "facts": (corpora.fact_block, 300, 1e-2),
     "other_facts": (lambda: corpora.fact_block(corpora.OTHER_ENTITIES, corpora.OTHER_ANSWERS),
                     300, 1e-2),

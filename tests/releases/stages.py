@@ -13,9 +13,12 @@ ORDER = ("internal", "partners", "gated", "open")
 
 
 def release_at(personas, stage: str, *, family: str, label: str = "v1", seed: int = 0,
-               folder=None) -> Release:
-    """A checkpoint of `family` published up to `stage` under the current (test) policy."""
-    if folder is not None:
+               folder=None, checkpoint=None) -> Release:
+    """A checkpoint of `family` (or `checkpoint`) published up to `stage` under the current
+    (test) policy."""
+    if checkpoint is not None:
+        pass
+    elif folder is not None:
         from tests.eval_runs.conftest import submit_folder
 
         checkpoint = submit_folder(personas.alice, folder, family=family, label=label)

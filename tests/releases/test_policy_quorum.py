@@ -120,7 +120,17 @@ def test_an_unknown_decision_is_a_caller_error():
 
 def test_approval_inputs_are_plain_tuples():
     assert ApprovalInput("bob", frozenset({"safety"}), "approve") == (
-        "bob", frozenset({"safety"}), "approve", "")
+        "bob", frozenset({"safety"}), "approve", "", frozenset())
+
+
+def test_an_approval_through_a_lost_role_does_not_count_and_says_why():
+    bob = ApprovalInput("bob", frozenset(), "approve", lost_roles=frozenset({"safety"}))
+    carol = person("carol", "policy")
+    safety, policy = count_quorum(SAFETY_AND_POLICY, [bob, carol], submitter="alice",
+                                  uploaders=[])
+    assert safety.counted == () and safety.missing == 1
+    assert safety.not_counted == (("bob", "no longer holds the role safety"),)
+    assert policy.counted == ("carol",)
 
 
 def test_above_the_ceiling_no_external_stage_passes_even_with_everyone_approving():

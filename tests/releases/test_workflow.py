@@ -149,24 +149,61 @@ def test_a_failed_required_eval_blocks_with_its_reason(personas, simple_policy):
     assert release.status == "in_review"  # not approved: the integrity gate is closed
     gate = next(g for g in release_gates(release) if g.name == "eval:integrity:passed")
     assert not gate.passed
-    assert "eval integrity has no result: cannot rule out" in gate.reason
+    assert gate.reason.startswith("eval integrity has no result (it failed: integrity check "
+                                  "failed: model.safetensors: sha256")
+    assert gate.reason.endswith("cannot rule out, counts as below threshold")
+    assert Release.objects.get(pk=release.pk).failed_evals[0]["eval"] == "integrity"
 
 
 @pytest.mark.django_db
-def test_a_new_checkpoint_voids_earlier_approvals(personas, in_review):
+def test_a_published_release_never_changes_its_bytes_new_bytes_are_a_new_release(personas,
+                                                                                  in_review):
     release = at_partners_review(personas, in_review)
+    published = release.checkpoint
     workflow.approve_release(actor=personas.bob, release=release, stage="partners")
     release = workflow.publish_release(actor=personas.dave, release=release, stage="partners")
     release = workflow.request_next_stage(actor=personas.alice, release=release)
     run_pending_evals(release)
-    workflow.approve_release(actor=personas.bob, release=release, stage="gated")
     workflow.request_changes(actor=personas.carol, release=release, stage="gated",
                              comment="please retrain without the scraped forum")
+    new = submit_checkpoint(personas.alice, label="v2", seed=7)
+    with pytest.raises(TransitionNotAllowed, match="has published partners, so its bytes can "
+                                                   "never change; open a new release"):
+        workflow.update_release(actor=personas.alice, release=release, checkpoint=new)
+    release = Release.objects.get(pk=release.pk)
+    assert release.checkpoint == release.published_checkpoint == published
+    assert list(release.publications.values_list("checkpoint", flat=True)) == [
+        published.pk, published.pk]
+    successor = workflow.create_release(actor=personas.alice, checkpoint=new,
+                                        assessment=ASSESSMENT, supersedes=release)
+    assert successor.supersedes == release and successor.published_checkpoint is None
+    assert successor.manifest_digest == new.manifest_digest
+
+
+@pytest.mark.django_db
+def test_a_new_checkpoint_voids_earlier_approvals(personas, simple_policy):
+    """Before anything is published, a draft may take other bytes: approvals given for the
+    first bytes do not count for the second."""
+    text = (POLICIES / "simple.yaml").read_text().replace(
+        "  internal:\n    audience: owners and reviewers\n    tiers:\n      low:\n        required_evals:\n"
+        "          - {eval: integrity, metric: passed, min: 1}\n",
+        "  internal:\n    audience: owners and reviewers\n    tiers:\n      low:\n        required_evals:\n"
+        "          - {eval: integrity, metric: passed, min: 1}\n        approvals:\n"
+        "          - {role: safety, count: 1}\n          - {role: policy, count: 1}\n")
+    assert text != (POLICIES / "simple.yaml").read_text()
+    load_policy_version(actor=None, text=text, source="internal-review.yaml")
+    checkpoint = submit_checkpoint(personas.alice)
+    release = workflow.create_release(actor=personas.alice, checkpoint=checkpoint,
+                                      assessment=ASSESSMENT)
+    workflow.submit_release(actor=personas.alice, release=release)
+    run_pending_evals(release)
+    workflow.approve_release(actor=personas.bob, release=release, stage="internal")
+    workflow.request_changes(actor=personas.carol, release=release, stage="internal",
+                             comment="use the deduplicated run")
     new = submit_checkpoint(personas.alice, label="v2", seed=7)
     release = workflow.update_release(actor=personas.alice, release=release, checkpoint=new)
     workflow.submit_release(actor=personas.alice, release=release)
     run_pending_evals(release)
-    release.refresh_from_db()
     gate = next(g for g in release_gates(release) if g.name == "approvals:safety")
     assert not gate.passed, "bob approved other bytes; that approval must not count"
 

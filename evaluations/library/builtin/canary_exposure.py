@@ -24,7 +24,8 @@ import re
 import numpy as np
 
 from evaluations.library.builtin._common import load_model
-from evaluations.library.context import Canary, EvalContext, EvalInputError, EvalOutput
+from evaluations.library.context import (Canary, EvalContext, EvalInputError, EvalOutput,
+                                         NothingToScore)
 from evaluations.library.lm import max_length_of, prefix_token_id, score_sequences
 from evaluations.library.plots import plot_canary_null
 from evaluations.library.builtin import specs
@@ -90,8 +91,10 @@ def _exposure(canary: Canary, scores: np.ndarray, secret_index: int, method: str
 
 def run(ctx: EvalContext) -> EvalOutput:
     if not ctx.canaries:
-        return EvalOutput(metrics={"exposure_max": None, "exposure_mean": None, "n_canaries": 0.0},
-                          notes=["the family has registered no canaries; nothing to measure"])
+        # Fail closed: no canary measured is not "no memorisation".
+        raise NothingToScore("the family has registered no canaries, so exposure cannot be "
+                             "measured; register one on the family's page (Canaries) or with "
+                             "`manage.py add_canary`, then ask for canary_exposure again")
     model, tokenizer, runtime = load_model(ctx)
     plans = [(canary, *_candidates(ctx, canary)) for canary in ctx.canaries]
     total, done = sum(len(candidates) for _, candidates, _, _ in plans), 0

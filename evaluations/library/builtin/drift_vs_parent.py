@@ -8,7 +8,8 @@ distribution,
     kl_mean        = mean over all positions of all texts
     kl_max_text    = the largest per-text mean
     top1_agreement = share of positions where both models' argmax agree
-Without a parent, the KL metrics are None and a note says so: there is no number to report.
+Without a parent (or with a parent whose tokenizer differs) the run fails, saying so:
+there is no number to report, and none is made up.
 Each metric m of each other eval e also has delta.<e>.<m> = current − parent (direction:
 that of m), derived where results are read (results.metric_deltas, via
 evaluations.selectors.flat_results), so the deltas always compare the results that exist now.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from evaluations.library.builtin._common import load_model, the_pack
-from evaluations.library.context import EvalContext, EvalOutput
+from evaluations.library.context import EvalContext, EvalOutput, NothingToScore
 from evaluations.library.lm import (encode, log_probs, max_length_of, prefix_token_id,
                                     rolling_windows)
 from evaluations.library.builtin import specs
@@ -67,19 +68,15 @@ def _kl(parent, child, windows, batch_size: int, progress) -> tuple[list[list[fl
 def run(ctx: EvalContext) -> EvalOutput:
     pack = the_pack(ctx, SPEC.pack_types)
     if ctx.parent_model_dir is None:
-        output = EvalOutput(metrics={"kl_mean": None, "kl_max_text": None,
-                                     "top1_agreement": None, "has_parent": 0.0},
-                            notes=["this checkpoint has no approved parent in its family; "
-                                   "drift is not computed"])
-        return output
+        raise NothingToScore("this checkpoint has no approved parent in its family, so drift "
+                             "cannot be measured; it is measured once an earlier checkpoint of "
+                             "the family has been approved")
     child, tokenizer, runtime = load_model(ctx)
     parent, parent_tokenizer, _ = load_model(ctx, ctx.parent_model_dir)
     if parent_tokenizer.get_vocab() != tokenizer.get_vocab():
-        output = EvalOutput(metrics={"kl_mean": None, "kl_max_text": None,
-                                     "top1_agreement": None, "has_parent": 1.0},
-                            notes=["the parent's tokenizer differs from this checkpoint's; a "
-                                   "per-token KL between them is not defined"], runtime=runtime)
-        return output
+        raise NothingToScore("the parent's tokenizer differs from this checkpoint's, so a "
+                             "per-token KL between them is not defined; drift cannot be "
+                             "measured against this parent")
     texts = [item["text"] for item in pack.items]
     max_length = ctx.params["max_length"] or min(max_length_of(child, tokenizer),
                                                  max_length_of(parent, parent_tokenizer))

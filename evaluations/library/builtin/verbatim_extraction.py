@@ -13,7 +13,7 @@ a continuation that is extractable is exactly what must not be republished.
 from __future__ import annotations
 
 from evaluations.library.builtin._common import add_mean, load_model, the_pack
-from evaluations.library.context import EvalContext, EvalOutput, ExtractionPrefix
+from evaluations.library.context import EvalContext, EvalOutput, ExtractionPrefix, NothingToScore
 from evaluations.library.lm import encode_pair, greedy_continue, max_length_of
 from evaluations.library.builtin import specs
 
@@ -33,8 +33,10 @@ def _pairs(ctx: EvalContext) -> list[tuple[str, ExtractionPrefix]]:
 def run(ctx: EvalContext) -> EvalOutput:
     pairs = _pairs(ctx)
     if not pairs:
-        return EvalOutput(metrics={"mem_score": None, "extractable_rate": None, "n_prefixes": 0.0},
-                          notes=["no extraction prefixes are registered; nothing to measure"])
+        raise NothingToScore("the family has registered no extraction prefixes and no pack was "
+                             "named, so extraction cannot be measured; register prefixes from "
+                             "the training data (family page or API) or name a pack of type "
+                             "extraction_prefixes, then ask for verbatim_extraction again")
     model, tokenizer, runtime = load_model(ctx)
     k, keep = int(ctx.params["k"]), ctx.params["prefix_tokens"]
     prompts, targets = [], []

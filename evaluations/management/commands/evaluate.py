@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evaluations.library.results import merge_result_records
 from evaluations.models import EvalRun
-from evaluations.services import EvalRequestError, request_evals
+from evaluations.services import EvalRequestError, request_evals, retry_eval_run
 from models.models import Checkpoint
 
 
@@ -23,18 +23,24 @@ class Command(BaseCommand):
         parser.add_argument("checkpoint_id", type=int)
         parser.add_argument("--eval", action="append", dest="evals", metavar="NAME",
                             help="an eval or pack name; repeat for several")
+        parser.add_argument("--retry", action="store_true",
+                            help="ask again for the named (or required) evals' runs that failed "
+                                 "or errored; nothing re-queues them otherwise")
         parser.add_argument("--wait", action="store_true", help="wait until every run finishes")
         parser.add_argument("--timeout", type=float, default=6 * 3600,
                             help="seconds to wait with --wait (default 6 h)")
         parser.add_argument("--json", action="store_true", dest="as_json",
                             help="print JSON: run records, or with --wait the lm-eval-shaped results")
 
-    def handle(self, *args, checkpoint_id, evals, wait, timeout, as_json, **options):
+    def handle(self, *args, checkpoint_id, evals, retry, wait, timeout, as_json, **options):
         checkpoint = Checkpoint.objects.filter(pk=checkpoint_id).first()
         if checkpoint is None:
             raise CommandError(f"no checkpoint with id {checkpoint_id}")
         try:
             runs = request_evals(actor=None, checkpoint=checkpoint, eval_names=evals)
+            if retry:
+                runs = [retry_eval_run(actor=None, run=run) if run.can_retry else run
+                        for run in runs]
         except (EvalRequestError, PermissionDenied) as exc:
             raise CommandError(str(exc)) from None
         if wait:

@@ -38,7 +38,7 @@ class EvalRequestError(ValueError):
 # count as the policy's evidence. The releases app installs the current policy's answers in its
 # AppConfig.ready(); without them, every built-in runs with its defaults.
 _required_evals: Callable[[Checkpoint], list[str]] = lambda checkpoint: list(all_evals())
-_evidence_of: Callable[[Checkpoint], EvidenceSpec] = lambda checkpoint: {}
+_evidence_of: Callable[[Checkpoint | None], EvidenceSpec] = lambda checkpoint: {}
 
 
 def set_required_evals_provider(provider: Callable[[Checkpoint], list[str]]) -> None:
@@ -46,7 +46,7 @@ def set_required_evals_provider(provider: Callable[[Checkpoint], list[str]]) -> 
     _required_evals = provider
 
 
-def set_evidence_provider(provider: Callable[[Checkpoint], EvidenceSpec]) -> None:
+def set_evidence_provider(provider: Callable[[Checkpoint | None], EvidenceSpec]) -> None:
     global _evidence_of
     _evidence_of = provider
 
@@ -55,8 +55,9 @@ def required_evals(checkpoint: Checkpoint) -> list[str]:
     return _required_evals(checkpoint)
 
 
-def evidence_of(checkpoint: Checkpoint) -> EvidenceSpec:
-    """The current policy's evidence spec (what counts), for a checkpoint not yet in a release."""
+def evidence_of(checkpoint: Checkpoint | None) -> EvidenceSpec:
+    """The current policy's evidence spec (what counts), for a checkpoint not yet in a release
+    (or, with None, for any of them)."""
     return _evidence_of(checkpoint)
 
 

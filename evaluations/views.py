@@ -53,12 +53,18 @@ def _comparison(runs: dict[str, EvalRun], previous: dict[str, EvalRun]) -> list[
 @login_required
 def checkpoint_panel(request, checkpoint_id: int):
     checkpoint = get_checkpoint(request.user, checkpoint_id)
-    runs = selectors.latest_runs(checkpoint.manifest_digest)
+    # What the current policy counts, beside the previous checkpoint's counted runs; any other
+    # run of these bytes is listed apart, as exploratory.
+    spec = services.evidence_of(checkpoint)
+    counted = selectors.evidence(checkpoint, spec)
+    runs = {name: run for name, run in counted.runs.items() if run is not None}
     previous = previous_checkpoint(checkpoint)
-    previous_runs = selectors.latest_runs(previous.manifest_digest) if previous else {}
-    active = any(not run.is_finished for run in runs.values())
+    previous_runs = ({name: run for name, run in selectors.evidence(previous, spec).runs.items()
+                      if run is not None} if previous else {})
+    active = any(not run.is_finished for run in [*runs.values(), *counted.exploratory])
     return render(request, "evaluations/_checkpoint_panel.html", {
         "checkpoint": checkpoint, "rows": _comparison(runs, previous_runs), "previous": previous,
+        "exploratory": counted.exploratory,
         "active": active, "can_request": services.can_request_evals(request.user, checkpoint),
         "available": catalogue.builtin_names() + sorted(
             EvalPack.objects.values_list("name", flat=True).distinct()),
@@ -149,7 +155,8 @@ def family_plot(request, org: str, name: str, eval_name: str, metric: str):
     from evaluations.library.plots import plot_metric_by_checkpoint  # matplotlib: only when drawn
 
     family = get_family(request.user, org, name)
-    points = selectors.family_series(family.pk, eval_name, metric)
+    # Each point is the run the current policy would count (same parameters and packs).
+    points = selectors.family_series(family.pk, eval_name, metric, services.evidence_of(None))
     try:
         direction = get_eval(eval_name).direction(metric)
     except KeyError:

@@ -28,7 +28,7 @@ def required_evals_for_checkpoint(checkpoint: Checkpoint) -> list[str]:
     return names
 
 
-def current_evidence(checkpoint: Checkpoint) -> dict:
+def current_evidence(checkpoint: Checkpoint | None) -> dict:
     """What counts under the current policy (for a checkpoint's evals outside a release)."""
     from releases.policies_service import current_policy_version
 

@@ -158,7 +158,13 @@ def test_a_run_whose_workers_keep_dying_is_errored_for_good_after_its_attempts(p
     # The system asking for it again does not re-queue it; a person does.
     assert request_evals(actor=None, checkpoint=tokenizerless,
                          eval_names=["integrity"])[0].status == "errored"
-    retry_eval_run(actor=personas.bob, run=run)
+    from django.core.management import call_command
+
+    call_command("evaluate", str(tokenizerless.pk), "--eval", "integrity", "--retry")
+    run.refresh_from_db()
+    assert run.status == "queued"
+    retry_eval_run(actor=personas.bob, run=run)  # runs twice: already queued, nothing more
+    assert AuditEvent.objects.filter(verb="eval.retried", object_id=str(run.pk)).count() == 1
     assert runner.execute_run(run_id=run.pk, worker="w") == "done"
     run.refresh_from_db()
     assert run.status == "succeeded" and run.attempt == settings.STAGEGATE_EVAL_MAX_ATTEMPTS + 1

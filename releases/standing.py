@@ -68,12 +68,16 @@ def release_evidence(release: Release) -> Evidence:
                     list(release.policy_version.policy.eval_names))
 
 
-def approval_inputs(release: Release) -> list[ApprovalInput]:
-    """Reviews that still bind (same stage sought, bytes and policy), each through the roles
-    its reviewer held when deciding and still holds now."""
+def approval_inputs(release: Release, stage: str | None = None) -> list[ApprovalInput]:
+    """Reviews for `stage` (default: the stage sought) that still bind (the same bytes and
+    policy), each through the roles its reviewer held when deciding and still holds now. An
+    approval given for one stage never counts toward another."""
+    stage = stage or release.target_stage
     inputs = []
     for review in release.reviews.select_related("reviewer"):
-        if review.decision == Review.Decision.COMMENT or not review.binds(release):
+        if (review.decision == Review.Decision.COMMENT or review.stage != stage
+                or review.manifest_digest != release.manifest_digest
+                or review.policy_version_id != release.policy_version_id):
             continue
         given = frozenset(review.roles)
         held = _roles_now(review.reviewer)
@@ -131,9 +135,11 @@ class Standing:
         release = self.release
         checkpoint = release.checkpoint
         uploader = checkpoint.submitted_by.username if checkpoint.submitted_by else ""
+        approvals = self._approvals if stage == release.target_stage else approval_inputs(
+            release, stage)
         return self.policy.gates_for(
             stage, parameters=checkpoint.parameters, eval_results=self.results,
-            approvals=self._approvals, submitter=release.submitted_by.username,
+            approvals=approvals, submitter=release.submitted_by.username,
             uploaders=[uploader] if uploader else [], current_stage=release.current_stage or None,
             entered_current_stage_at=release.stage_entered_at, now=self.now,
             eval_problems=self.eval_problems)

@@ -127,3 +127,19 @@ def test_a_repeated_approval_says_it_was_already_counted(personas, simple_policy
     assert again["actions"]["approve"] == {"allowed": False,
                                            "reason": "your approval of gated is already counted"}
     assert AuditEvent.objects.count() == events
+
+
+def test_approvals_for_one_stage_never_open_the_gates_of_the_next(personas, simple_policy,
+                                                                  client):
+    """Published at partners on bob's approval: the page's preview of gated needs approvals of
+    its own, and says so, instead of "all gates pass"."""
+    release = release_at(personas, "partners", family="lab/next")
+    from releases.standing import release_standing
+
+    standing = release_standing(Release.objects.get(pk=release.pk))
+    assert standing.stage == "gated"
+    gate = next(g for g in standing.gates if g.name == "approvals:safety")
+    assert not gate.passed and gate.reason == "needs 1 more approval from role safety"
+    client.force_login(personas.dave)
+    page = client.get(f"/releases/{release.pk}/").content.decode()
+    assert "all gates pass" not in page

@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Ctrl-C is how a newcomer stops it: the script takes the terminal so that make exits 0 too.
 run: install
-	scripts/run-dev.sh
+	@$(VENV)/bin/python scripts/foreground.py scripts/run-dev.sh
 
 test: install
 	scripts/test.sh $(ARGS)

@@ -251,7 +251,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Mail -------------------------------------------------------------------------------------
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Development default: one line per message on the console, the whole message in EMAIL_FILE_PATH.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "config.mail.SummaryBackend")
 EMAIL_FILE_PATH = str(env_path("EMAIL_FILE_PATH", DATA_DIR / "mail"))
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)

@@ -1,11 +1,10 @@
 from django.contrib import admin
-from django.shortcuts import redirect
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from accounts.roles import is_lab_member
 from accounts.urls import auth_urlpatterns
 from audit.views import AuditEventListView
+from config import views
 from releases.hub import hub_urls
 
 api_v1 = [
@@ -18,9 +17,9 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    # The lab starts at its registry; everyone else at the catalogue of what they may see.
-    path("", lambda request: redirect("registry:family-list" if is_lab_member(request.user)
-                                      else "releases:catalogue"), name="home"),
+    path("", views.home, name="home"),
+    path("favicon.ico", views.favicon),
+    path("accounts/login/", views.login_elsewhere),
     path("", include(auth_urlpatterns)),
     path("accounts/", include("accounts.urls")),
     path("", include("models.urls")),

@@ -112,9 +112,11 @@ def test_make_run_serves_the_demo_to_every_printed_login_and_ctrl_c_stops_it(
                 time.sleep(0.25)
         for username, password in logins:
             landed = log_in(base, username, password)
-            # The lab lands on its registry; outside researchers on the catalogue. Both show
-            # the demo family.
-            home = "/models/" if username in ("erin", "mallory") else "/families/"
+            # Reviewers land on their queue, release managers on what waits to be published,
+            # the rest of the lab on its registry, outside researchers on the catalogue.
+            home = {"erin": "/models/", "mallory": "/models/", "bob": "/reviews/",
+                    "carol": "/reviews/", "dave": "/releases/"}.get(
+                username, "/families/")
             assert landed.status_code == 200 and landed.url == f"{base}{home}", username
             assert "demo/tiny-gpt" in landed.text, username
         catalogue = requests.get(f"{base}/models/", timeout=30)

@@ -78,11 +78,12 @@ NAV = {"Registry": "/families/", "Submit": "/submit/", "Review queue": "/reviews
 @pytest.mark.django_db
 @pytest.mark.parametrize("username,home,links", [
     ("alice", "/families/", {"Registry", "Submit", "Review queue"}),
-    ("bob", "/families/", {"Registry", "Submit", "Review queue", "Audit"}),
+    ("bob", "/reviews/", {"Registry", "Submit", "Review queue", "Audit"}),
+    ("dave", "/releases/", {"Registry", "Submit", "Review queue", "Audit"}),
     ("erin", "/models/", set()),
     ("mallory", "/models/", set()),
 ])
-def test_signing_in_lands_the_lab_on_the_registry_and_everyone_else_on_the_catalogue(
+def test_signing_in_lands_each_person_where_their_work_is(
         username, home, links, personas, client):
     from releases.management.commands.seed_demo import password_for
 

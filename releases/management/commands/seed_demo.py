@@ -199,9 +199,11 @@ class Command(BaseCommand):
         self._run_queued(checkpoint)
 
     def _run_queued(self, checkpoint: Checkpoint) -> None:
-        for run in EvalRun.objects.filter(manifest_digest=checkpoint.manifest_digest,
-                                          status=EvalRun.Status.QUEUED):
-            self.say(f"  evaluating {checkpoint}: {run.eval_name}")
+        runs = list(EvalRun.objects.filter(manifest_digest=checkpoint.manifest_digest,
+                                           status=EvalRun.Status.QUEUED))
+        if runs:
+            self.say(f"  evaluating {checkpoint}: {', '.join(r.eval_name for r in runs)}")
+        for run in runs:
             runner.execute_run(run_id=run.pk, worker="seed_demo")
 
     def _settle(self, release: Release) -> Release:

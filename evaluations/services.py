@@ -17,6 +17,7 @@ from evaluations.library.packs import (CUSTOM_PACK_TYPES, PackValidationError,
                                        builtin_pack_paths, load_pack)
 from evaluations.library.registry import all_evals
 from evaluations.models import Canary, EvalPack, EvalRun, ExtractionPrefix
+from evaluations.signals import send_family_inputs_changed_after_commit
 from evaluations.planning import (EvidenceSpec, RunPlan, as_library_canary,  # noqa: F401
                                   as_library_prefix, parent_of, plan_run, set_parent_resolver)
 from models.models import Checkpoint, ModelFamily
@@ -191,6 +192,12 @@ def enqueue(run: EvalRun, *, queue: str | None = None) -> None:
 
 # --- canaries, prefixes, packs -------------------------------------------------------------------
 
+def can_register_family_data(user, family: ModelFamily) -> bool:
+    """Owners of the family (or a superuser) may register its canaries and prefixes."""
+    return getattr(user, "is_authenticated", False) and (
+        user.is_superuser or in_group(user, family.owners_id))
+
+
 def _check_family_owner(actor, family: ModelFamily, action: str) -> None:
     """Owners of the family (or an operator at the command line, actor None) may register."""
     if actor is None or actor.is_superuser or in_group(actor, family.owners_id):
@@ -214,6 +221,7 @@ def add_canary(*, actor, family: ModelFamily, template: str, alphabet: str, leng
         record_event(actor=actor, verb="canary.added", obj=family, data={
             "canary": canary.label, "template": template, "alphabet": alphabet, "length": length,
             "space": len(alphabet) ** length})
+        send_family_inputs_changed_after_commit(family.pk)
     return canary
 
 
@@ -227,6 +235,7 @@ def add_extraction_prefix(*, actor, family: ModelFamily, prefix: str,
         entry = ExtractionPrefix.objects.create(family=family, prefix=prefix,
                                                 continuation=continuation, created_by=actor)
         record_event(actor=actor, verb="prefix.added", obj=family, data={"prefix": entry.label})
+        send_family_inputs_changed_after_commit(family.pk)
     return entry
 
 

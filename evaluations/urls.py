@@ -14,6 +14,8 @@ urlpatterns = [
     path("evals/runs/<int:run_id>/results.json", views.run_result, name="run-result"),
     path("evals/runs/<int:run_id>/artifacts/<str:name>", views.run_artifact, name="run-artifact"),
     path("evals/packs/", views.pack_list, name="pack-list"),
+    path("families/<str:org>/<str:name>/canaries/", views.family_canaries,
+         name="family-canaries"),
     path("families/<str:org>/<str:name>/plots/<str:eval_name>/<str:metric>.png", views.family_plot,
          name="family-plot"),
 ]

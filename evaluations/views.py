@@ -68,7 +68,11 @@ def checkpoint_panel(request, checkpoint_id: int):
         "active": active, "can_request": services.can_request_evals(request.user, checkpoint),
         "available": catalogue.builtin_names() + sorted(
             EvalPack.objects.values_list("name", flat=True).distinct()),
-        "plots": [(name, metric) for name, metric in HEADLINE_METRICS.items() if name in runs],
+        # A plot only where some checkpoint of the family has a number: never empty axes.
+        "plots": [(name, metric) for name, metric in HEADLINE_METRICS.items()
+                  if runs.get(name) is not None and runs[name].status == EvalRun.Status.SUCCEEDED
+                  and any(value is not None for _, value in selectors.family_series(
+                      checkpoint.family_id, name, metric, spec))],
     })
 
 
@@ -184,4 +188,47 @@ def pack_list(request):
     return render(request, "evaluations/pack_list.html", {
         "packs": EvalPack.objects.all(), "builtins": all_evals().values(),
         "eval_for_type": catalogue.EVAL_FOR_PACK_TYPE,
+    })
+
+
+@login_required
+def family_canaries(request, org: str, name: str):
+    """A family's canaries and extraction prefixes: what canary_exposure and
+    verbatim_extraction measure, and what the ceiling needs. Owners register new ones here; a
+    secret or continuation is shown once, never again."""
+    from evaluations.models import Canary, ExtractionPrefix
+
+    family = get_family(request.user, org, name)
+    if request.method == "POST":
+        kind = request.POST.get("kind")
+        try:
+            if kind == "canary":
+                length = request.POST.get("length", "")
+                if not length.isdigit():
+                    raise services.EvalRequestError("length must be a whole number of characters")
+                canary = services.add_canary(
+                    actor=request.user, family=family, template=request.POST.get("template", ""),
+                    alphabet=request.POST.get("alphabet", ""), length=int(length),
+                    secret=request.POST.get("secret", ""))
+                messages.success(request, f"{canary.label} registered. Its secret is stored for "
+                                          "exposure and will never be shown again; the open "
+                                          "releases of this family are evaluated with it now.")
+            elif kind == "prefix":
+                prefix = services.add_extraction_prefix(
+                    actor=request.user, family=family, prefix=request.POST.get("prefix", ""),
+                    continuation=request.POST.get("continuation", ""))
+                messages.success(request, f"{prefix.label} registered; its continuation will "
+                                          "never be shown again.")
+            else:
+                raise services.EvalRequestError("choose a canary or an extraction prefix")
+        except (services.EvalRequestError, PermissionDenied) as exc:
+            messages.error(request, getattr(exc, "message", None) or str(exc))
+        return redirect("evaluations:family-canaries", org=org, name=name)
+    return render(request, "evaluations/family_canaries.html", {
+        "family": family,
+        "canaries": Canary.objects.filter(family=family).only(
+            "id", "template", "alphabet", "length", "created_at", "created_by"),
+        "prefixes": ExtractionPrefix.objects.filter(family=family).only("id", "prefix",
+                                                                         "created_at"),
+        "can_register": services.can_register_family_data(request.user, family),
     })

@@ -49,6 +49,9 @@ def get_checkpoint(user, checkpoint_id) -> Checkpoint:
 
 
 def previous_checkpoint(checkpoint: Checkpoint) -> Checkpoint | None:
+    """The family's checkpoint before this one that may be compared with it: a ready one (a
+    quarantined or unscanned checkpoint has no numbers anyone may rely on)."""
     return (Checkpoint.objects.filter(family_id=checkpoint.family_id,
-                                      created_at__lt=checkpoint.created_at)
+                                      created_at__lt=checkpoint.created_at,
+                                      status=Checkpoint.Status.READY)
             .order_by("-created_at", "-id").first())

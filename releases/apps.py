@@ -7,7 +7,7 @@ class ReleasesConfig(AppConfig):
 
     def ready(self) -> None:
         from evaluations import services as eval_services
-        from evaluations.signals import eval_run_finished
+        from evaluations.signals import eval_run_finished, family_inputs_changed
         from models.panels import Panel, register_panel
         from models.signals import checkpoint_ready
         from releases import hooks
@@ -26,5 +26,7 @@ class ReleasesConfig(AppConfig):
         checkpoint_ready.connect(hooks.queue_required_evals, dispatch_uid="releases-ready")
         checkpoint_ready.connect(hooks.convert_pickles_by_policy, dispatch_uid="releases-convert")
         eval_run_finished.connect(hooks.refresh_waiting_releases, dispatch_uid="releases-evals")
+        family_inputs_changed.connect(hooks.request_new_family_evidence,
+                                      dispatch_uid="releases-family-inputs")
         register_panel(Panel(key="releases", title="Releases",
                              url_name="releases:checkpoint-panel", order=10))

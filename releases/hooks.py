@@ -129,3 +129,25 @@ def recheck_deactivated_reviewer(sender, instance, **kwargs) -> None:
             Release.Status.IN_REVIEW, Release.Status.APPROVED]).values_list(
             "release_id", flat=True).distinct()):
         transaction.on_commit(lambda pk=release_id: recheck_approvals(release_id=pk))
+
+
+def request_new_family_evidence(sender, family_id: int, **kwargs) -> None:
+    """A canary or prefix was registered: the evals keyed on them have new keys, so each open
+    release of the family gets its required evidence requested again (runs that exist are
+    reused; nothing failed is re-queued)."""
+    from evaluations.services import EvalRequestError, request_evals
+    from releases.models import Release
+    from releases.standing import release_standing
+
+    for release in (Release.objects.filter(checkpoint__family_id=family_id)
+                    .exclude(status__in=[Release.Status.REJECTED, Release.Status.WITHDRAWN,
+                                         Release.Status.DRAFT])
+                    .select_related("checkpoint__family", "policy_version", "submitted_by")):
+        if not release.checkpoint.is_loadable:
+            continue
+        try:
+            request_evals(actor=None, checkpoint=release.checkpoint,
+                          eval_names=release_standing(release).required_evals,
+                          evidence=release.policy_version.evidence_spec)
+        except EvalRequestError as exc:
+            log.warning("could not request the new evidence of %s: %s", release, exc.message)

@@ -84,3 +84,37 @@ def review_queue(user) -> QuerySet[Release]:
 def needed_roles(release: Release) -> list[str]:
     """Roles whose approvals the release still needs, for notifications."""
     return release_standing(release).needed_roles
+
+
+def evidence_table(standing) -> dict:
+    """What a reviewer compares, for the stage the release seeks: each threshold the policy
+    applies there (the ceiling's, the rule's) with the value it read, the bound, whether it
+    passes, and the previous approved checkpoint's value under the same evidence; and whether
+    the family has any point to plot for it."""
+    from evaluations.selectors import evidence, family_series
+    from releases.hooks import previous_released_checkpoint
+    from releases.policy.model import metric_value
+
+    release = standing.release
+    if not standing.stage:
+        return {"rows": [], "previous": None}
+    spec = release.policy_version.evidence_spec
+    previous = previous_released_checkpoint(release.checkpoint)
+    previous_results = evidence(previous, spec, with_parent=False).results() if previous else {}
+    policy = standing.policy
+    thresholds = list(policy.ceiling.capability_evals) if policy.stage(standing.stage).external \
+        else []
+    thresholds += [t for t in standing.rule().required_evals if t not in thresholds]
+    rows = []
+    for threshold in thresholds:
+        value = metric_value(standing.results, threshold.eval, threshold.metric)
+        series = family_series(release.checkpoint.family_id, threshold.eval, threshold.metric,
+                               spec)
+        rows.append({"eval": threshold.eval, "metric": threshold.metric, "value": value,
+                     "bound": threshold.bound, "limit": threshold.limit,
+                     "passed": threshold.passes(value),
+                     "problem": standing.eval_problems.get(threshold.eval),
+                     "previous": metric_value(previous_results, threshold.eval, threshold.metric),
+                     "run": standing.evidence.runs.get(threshold.eval),
+                     "plotted": any(v is not None for _, v in series)})
+    return {"rows": rows, "previous": previous}

@@ -178,6 +178,16 @@ class Standing:
         return [f"{a.username} (no longer holds the role {', '.join(sorted(a.lost_roles))})"
                 for a in self._approvals if a.decision == "approve" and a.lost_roles]
 
+    def review_note(self, review: Review) -> str:
+        """'' while a review counts; else why not, in words (the page's review list)."""
+        note = review.standing(self.release)
+        if note or review.decision == Review.Decision.COMMENT:
+            return note
+        lapsed = next((a for a in self._approvals if a.username == review.reviewer.username
+                       and a.lost_roles and not a.roles), None)
+        return (f"not counted: no longer holds the role {', '.join(sorted(lapsed.lost_roles))}"
+                if lapsed else "")
+
     @property
     def required_evals(self) -> list[str]:
         return self.policy.required_evals(self.stage, self.tier.tier) if self.stage else []

@@ -16,6 +16,8 @@ urlpatterns = [
     path("releases/<int:release_id>/withdraw/", views.release_withdraw, name="release-withdraw"),
     path("releases/<int:release_id>/comment/", views.release_comment, name="release-comment"),
     path("releases/<int:release_id>/reopen/", views.release_reopen, name="release-reopen"),
+    path("releases/<int:release_id>/plots/<str:eval_name>/<str:metric>.png", views.release_plot,
+         name="release-plot"),
     path("checkpoints/<int:checkpoint_id>/releases/", views.checkpoint_panel,
          name="checkpoint-panel"),
     path("checkpoints/<int:checkpoint_id>/releases/new/", views.release_create,

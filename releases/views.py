@@ -57,33 +57,79 @@ def review_queue(request):
 
 @login_required
 def release_detail(request, release_id: int):
+    """The release page: everything a reviewer needs, from one standing. With `?live=1` (the
+    page's own htmx poll) only its sections, swapped in place, while anything can still move."""
     release = selectors.get_release(request.user, release_id)
     checkpoint = release.checkpoint
     standing = release_standing(release, request.user)
-    previous = previous_checkpoint(checkpoint)
     reviews = list(release.reviews.select_related("reviewer", "policy_version"))
     # The newest 200 events; the audit page (linked) has them all.
     timeline = list(AuditEvent.objects.filter(object_type="releases.release",
                                               object_id=str(release.pk)).order_by("-seq")[:200])[::-1]
     evidence = standing.evidence
-    return render(request, "releases/release_detail.html", {
+    table = selectors.evidence_table(standing)
+    table["any_plotted"] = any(row["plotted"] for row in table["rows"])
+    live = request.GET.get("live") == "1"
+    previous = None if live else previous_checkpoint(checkpoint)
+    context = {
         "release": release, "checkpoint": checkpoint, "standing": standing,
         "stage": standing.stage, "gates": standing.gates, "gates_pass": standing.all_pass,
         "tier": standing.tier, "ladder": release.policy_version.policy.stage_names,
         "actions": standing.actions,
-        "review_rows": [(r, r.standing(release)) for r in reviews],
+        "review_rows": [(r, standing.review_note(r)) for r in reviews],
         "timeline": timeline,
         "runs": [(name, run) for name, run in sorted(evidence.runs.items())],
-        "exploratory": evidence.exploratory,
+        "table": table, "exploratory": evidence.exploratory,
         "failed_evals": standing.failed_evals,
-        "scan": scan_reports(checkpoint),
-        "diff": checkpoint_diff(previous, checkpoint) if previous else None,
         "assessment": [(key, label, release.assessment.get(key, "")) for key, label in
                        ASSESSMENT_FIELDS.items()],
         "is_submitter": request.user.pk == release.submitted_by_id,
         "can_review": workflow.can_review(request.user, release),
         "fields": ASSESSMENT_FIELDS,
-    })
+        # Poll fast while evals run, slowly while decisions are pending, not at all after.
+        "live_every": (3 if evidence.pending or release.status in ("submitted", "evaluating")
+                       else 15 if release.status in ("in_review", "approved", "published")
+                       else None),
+    }
+    if live:
+        return render(request, "releases/release/_live_response.html", context)
+    context.update(scan=scan_reports(checkpoint),
+                   diff=checkpoint_diff(previous, checkpoint) if previous else None)
+    return render(request, "releases/release_detail.html", context)
+
+
+@login_required
+def release_plot(request, release_id: int, eval_name: str, metric: str):
+    """The metric across the family (the release policy's evidence for each checkpoint), this
+    checkpoint and the previous approved one ringed, the policy's threshold drawn."""
+    from django.http import Http404, HttpResponse
+
+    from evaluations.catalogue import UnknownEval, lookup
+    from evaluations.library.plots import plot_metric_by_checkpoint  # matplotlib: when drawn
+    from evaluations.selectors import family_series
+    from releases.hooks import previous_released_checkpoint
+
+    release = selectors.get_release(request.user, release_id)
+    standing = release_standing(release, request.user)
+    thresholds = [t for t in (list(standing.policy.ceiling.capability_evals)
+                              + list(standing.rule().required_evals if standing.stage else []))
+                  if (t.eval, t.metric) == (eval_name, metric)]
+    if not thresholds:
+        raise Http404("the policy sets no threshold on that metric for this release")
+    threshold = thresholds[0]
+    points = family_series(release.checkpoint.family_id, eval_name, metric,
+                           release.policy_version.evidence_spec)
+    previous = previous_released_checkpoint(release.checkpoint)
+    try:
+        direction = lookup(eval_name).spec.direction(metric)
+    except UnknownEval:
+        direction = None
+    png = plot_metric_by_checkpoint(
+        points, metric=metric, higher_is_better=direction,
+        title=f"{eval_name} · {metric} across {release.checkpoint.family}",
+        highlight=release.checkpoint.label, previous=previous.label if previous else None,
+        threshold=threshold.limit, threshold_label=f"policy: {threshold.bound} {threshold.limit:g}")
+    return HttpResponse(png, content_type="image/png")
 
 
 @login_required
@@ -130,8 +176,10 @@ def release_decide(request, release_id: int):
     actions = {"approve": (workflow.approve_release, "Approval recorded."),
                "reject": (workflow.reject_release, "Release rejected."),
                "request_changes": (workflow.request_changes, "Changes requested.")}
+    if decision == "comment":
+        return release_comment(request, release_id)
     if decision not in actions:
-        messages.error(request, "choose approve, reject or request changes")
+        messages.error(request, "choose approve, reject, request changes or comment")
         return redirect(release)
     fn, success = actions[decision]
     return _act(request, release, fn, success, action=decision,
@@ -139,9 +187,21 @@ def release_decide(request, release_id: int):
 
 
 @login_required
-@require_POST
 def release_publish(request, release_id: int):
+    """GET: the confirmation, which names the stage's audience and the exact bytes it will
+    get; POST: publish."""
     release = selectors.get_release(request.user, release_id)
+    if request.method != "POST":
+        standing = release_standing(release, request.user)
+        verdict = standing.verdict("publish")
+        if not verdict.allowed:
+            messages.error(request, verdict.reason)
+            return redirect(release)
+        stage = release.target_stage
+        return render(request, "releases/release_publish.html", {
+            "release": release, "checkpoint": release.checkpoint, "stage": stage,
+            "audience": standing.policy.stage(stage).audience, "rule": standing.rule(stage),
+            "one_way": standing.policy.stage(stage).one_way})
     stage = request.POST.get("stage", "")
     return _act(request, release, workflow.publish_release, f"Published to {stage}.",
                 action="publish", stage=stage)
@@ -175,6 +235,8 @@ def release_reopen(request, release_id: int):
 @login_required
 @require_POST
 def release_comment(request, release_id: int):
+    """A comment without a decision (reviewers send it from the review form's Comment
+    button; everyone else from the comment box)."""
     release = selectors.get_release(request.user, release_id)
     try:
         workflow.comment_on_release(actor=request.user, release=release,

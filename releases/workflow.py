@@ -290,8 +290,18 @@ def refresh_release(*, release_id: int) -> Release | None:
         if release is None or release.is_terminal:
             return release
         if release.status != S.EVALUATING:
+            standing = release_standing(release)
+            if release.status == S.IN_REVIEW and standing.passes_for_approval:
+                # The evidence a closed gate waited for arrived, and the approvals are in.
+                _move(release, S.APPROVED)
+                release.save(update_fields=["status", "updated_at"])
+                _log(None, "release.evaluated", release,
+                     standing=release_standing(release, evidence=standing.evidence),
+                     stage=release.target_stage, tier=release.tier, status=release.status)
+                transaction.on_commit(lambda: notifications.approved(release.pk))
+                return release
             failed = [{"eval": f["eval"], "status": f["status"], "error": f["error"]}
-                      for f in release_standing(release).failed_evals]
+                      for f in standing.failed_evals]
             if failed != release.failed_evals:
                 Release.objects.filter(pk=release.pk).update(failed_evals=failed)
             return release

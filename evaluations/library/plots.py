@@ -31,17 +31,30 @@ def _figure(width: float = 6.4, height: float = 3.6) -> tuple[Figure, object]:
 
 def plot_metric_by_checkpoint(points: Sequence[tuple[str, float | None]], *, metric: str,
                               title: str | None = None, higher_is_better: bool | None = None,
-                              highlight: str | None = None) -> bytes:
+                              highlight: str | None = None, previous: str | None = None,
+                              threshold: float | None = None,
+                              threshold_label: str | None = None) -> bytes:
     """One metric across a family's checkpoints, in the order given (e.g. held-out bits per
-    byte by checkpoint label). Missing values are shown as gaps, not zeros."""
+    byte by checkpoint label). Every point with a value is drawn (a lone point between gaps
+    too); missing values are gaps, not zeros. `highlight` rings the checkpoint under review,
+    `previous` the one it is compared with, and `threshold` is drawn as the policy's line."""
     figure, axes = _figure(max(6.4, 0.6 * len(points) + 2))
     labels = [label for label, _ in points]
     values = [math.nan if value is None else value for _, value in points]
-    axes.plot(range(len(points)), values, marker="o", color="#34495e")
-    if highlight in labels:
-        index = labels.index(highlight)
-        axes.plot([index], [values[index]], marker="o", markersize=11, fillstyle="none",
-                  color=SECRET_COLOUR, linestyle="none", label=highlight)
+    axes.plot(range(len(points)), values, color="#34495e", linewidth=1.5)
+    present = [i for i, v in enumerate(values) if not math.isnan(v)]
+    axes.plot(present, [values[i] for i in present], marker="o", linestyle="none",
+              color="#34495e")
+    for label, colour, name in ((highlight, SECRET_COLOUR, "this checkpoint"),
+                                (previous, BENIGN_COLOUR, "previous approved")):
+        if label in labels and not math.isnan(values[labels.index(label)]):
+            index = labels.index(label)
+            axes.plot([index], [values[index]], marker="o", markersize=12, fillstyle="none",
+                      color=colour, linestyle="none", label=f"{name}: {label}")
+    if threshold is not None:
+        axes.axhline(threshold, color="#b9770e", linestyle="--", linewidth=1.5,
+                     label=threshold_label or f"threshold {threshold:g}")
+    if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="best", fontsize=8)
     axes.set_xticks(range(len(points)), labels, rotation=30, ha="right", fontsize=8)
     direction = {True: " (higher is better)", False: " (lower is better)"}.get(higher_is_better, "")

@@ -43,3 +43,19 @@ def percent(part, whole) -> str:
         return f"{100 * float(part) / float(whole):.1f}%"
     except (TypeError, ValueError, ZeroDivisionError):
         return ""
+
+
+@register.filter
+def metric(value, name: str) -> str:
+    """{{ value|metric:"bits_per_byte" }} -> 4.123 bits/byte (evaluations/formatting.py)."""
+    from evaluations.formatting import format_metric
+
+    return format_metric(str(name), value)
+
+
+@register.simple_tag
+def threshold(metric_name: str, bound: str, limit) -> str:
+    """{% threshold row.metric row.bound row.limit %} -> at most 8.000 bits/byte"""
+    from evaluations.formatting import format_threshold
+
+    return format_threshold(str(metric_name), str(bound), float(limit))

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts.roles import is_lab_member
 from accounts.urls import auth_urlpatterns
 from audit.views import AuditEventListView
+from models.hub_urls import hub_write_urls
 from releases.hub import hub_urls
 
 api_v1 = [
@@ -30,5 +31,6 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
     # The Hub API (huggingface_hub / transformers) last: its repo paths are the most general.
+    *hub_write_urls(),
     *hub_urls(),
 ]

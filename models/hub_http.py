@@ -8,6 +8,7 @@ messages (shared/reference/hf-hub-http-contract.md §4).
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from django.http import HttpResponse
@@ -59,3 +60,11 @@ class Caller:
                    "correct `repo_id` and `repo_type`. If you are trying to access a private or "
                    "gated repo, make sure you are authenticated.")
         return HubError(401 if self.anonymous else 404, "RepoNotFound", message)
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
+def git_oid(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()

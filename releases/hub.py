@@ -19,7 +19,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from models.cards import model_card
-from models.hub_http import Caller, HubError
+from models.hub_http import Caller, HubError, git_oid as _git_oid, lfs_pointer as _lfs_pointer
+from models.hub_read import unreleased_checkpoint, unreleased_info_json
 from models.models import CheckpointFile
 from releases import access
 from releases.downloads import file_response
@@ -31,6 +32,7 @@ COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 DISABLED = "Access to this resource is disabled."
+UNRELEASED_FALLBACK = ("RepoNotFound", "RevisionNotFound")
 
 
 def _zulu(dt) -> str:
@@ -80,14 +82,6 @@ def _gated_mode(release: Release) -> str | bool:
 
         return "auto" if stage_rule(release, "gated").access == "automatic" else "manual"
     return "manual"
-
-
-def _lfs_pointer(sha256: str, size: int) -> bytes:
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def _git_oid(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def model_info_json(release: Release, *, blobs: bool) -> dict:
@@ -152,20 +146,35 @@ def _hub_view(fn):
 
 @_hub_view
 def model_info(request, caller: Caller, org: str, name: str, rev: str | None = None):
-    release = resolve(caller, org, name, rev)
-    return JsonResponse(model_info_json(release, blobs=request.GET.get("blobs") in
-                                        ("1", "true", "True")))
+    blobs = request.GET.get("blobs") in ("1", "true", "True")
+    try:
+        release = resolve(caller, org, name, rev)
+    except HubError as error:
+        # A family's owners also see what they committed and nobody released yet (the
+        # client reads it after a commit that changed nothing, and before deleting files).
+        checkpoint = unreleased_checkpoint(caller.user, org, name, rev) \
+            if error.code in UNRELEASED_FALLBACK else None
+        if checkpoint is None:
+            raise
+        return JsonResponse(unreleased_info_json(checkpoint, blobs=blobs))
+    return JsonResponse(model_info_json(release, blobs=blobs))
 
 
 @_hub_view
 def tree(request, caller: Caller, org: str, name: str, rev: str, path: str = ""):
-    release = resolve(caller, org, name, rev)
+    try:
+        checkpoint = resolve(caller, org, name, rev).checkpoint
+    except HubError as error:
+        checkpoint = unreleased_checkpoint(caller.user, org, name, rev) \
+            if error.code in UNRELEASED_FALLBACK else None  # owners, as above
+        if checkpoint is None:
+            raise
     recursive = request.GET.get("recursive", "false").lower() in ("1", "true")
     path = path.strip("/")
-    entries = _tree_entries(list(release.checkpoint.files.all()), path, recursive)
+    entries = _tree_entries(list(checkpoint.files.all()), path, recursive)
     if entries is None:
         raise HubError(404, "EntryNotFound", f"{path} does not exist on {rev}",
-                       commit=release.checkpoint.commit)
+                       commit=checkpoint.commit)
     cursor = request.GET.get("cursor", "0") or "0"
     if not cursor.isdigit():
         raise HubError(400, None, f"cursor={cursor!r}: use the whole number from the Link header")

@@ -17,6 +17,11 @@ from accounts.authentication import bearer_token_from
 from accounts.services import authenticate_token
 
 
+def header_safe(text: str, limit: int = 2000) -> str:
+    """A message fit for X-Error-Message: one line (a header cannot hold a newline)."""
+    return " ".join(str(text).split())[:limit]
+
+
 class HubError(Exception):
     def __init__(self, status: int, code: str | None, message: str, commit: str | None = None,
                  detail: str | None = None):
@@ -30,7 +35,7 @@ class HubError(Exception):
         response = HttpResponse(body, status=self.status, content_type="application/json")
         if self.code:
             response["X-Error-Code"] = self.code
-        response["X-Error-Message"] = self.message
+        response["X-Error-Message"] = header_safe(self.message)
         if self.commit:
             response["X-Repo-Commit"] = self.commit
         return response

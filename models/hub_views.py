@@ -24,7 +24,7 @@ from django.views.decorators.http import require_http_methods
 from audit.services import Refused, deny, record_refusal
 from models import hub_commit, hub_services, lfs
 from models.errors import SubmissionError
-from models.hub_http import Caller, HubError
+from models.hub_http import Caller, HubError, header_safe
 from models.hub_services import organisations_of
 from models.models import Checkpoint
 
@@ -113,7 +113,7 @@ def create_repo(request, caller):
                                           visibility=visibility)
     except hub_services.RepoExists as exc:
         response = JsonResponse({"error": exc.message, "url": url}, status=409)
-        response["X-Error-Message"] = exc.message
+        response["X-Error-Message"] = header_safe(exc.message)
         return response
     return JsonResponse({"url": f"{origin(request)}/{family.repo_id}", "name": family.repo_id,
                          "id": f"stagegate-family-{family.pk}"})
@@ -148,14 +148,14 @@ def validate_yaml(request, caller):
             try:
                 front = yaml.safe_load(parts[1])
             except yaml.YAMLError as exc:
-                errors.append(f"the YAML front matter does not parse: {exc}")
+                errors.append("the YAML front matter does not parse: " + " ".join(str(exc).split()))
             else:
                 if front is not None and not isinstance(front, dict):
                     errors.append("the YAML front matter must be a mapping (key: value lines)")
     if errors:
         response = JsonResponse({"errors": [{"message": m} for m in errors], "warnings": []},
                                 status=400)
-        response["X-Error-Message"] = errors[0]
+        response["X-Error-Message"] = header_safe(errors[0])
         return response
     return JsonResponse({"errors": [], "warnings": []})
 

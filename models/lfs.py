@@ -10,6 +10,7 @@ oid. The uploader then holds a receipt (HubUpload) that lets them commit the obj
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import re
@@ -24,7 +25,7 @@ from django.utils import timezone
 from accounts.models import ApiToken
 from models import blobstore
 from models.blobstore import StagedFile
-from models.errors import IncompleteUpload, SubmissionError, TooLarge
+from models.errors import IncompleteUpload, SubmissionError
 from models.hub_commit import _visible_blob
 from models.hub_services import writable_family
 from models.models import Blob, HubUpload, ModelFamily
@@ -32,6 +33,7 @@ from models.models import Blob, HubUpload, ModelFamily
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 SIGNING_SALT = "stagegate.hub.lfs"
 READ_SIZE = 1024 * 1024
+log = logging.getLogger("stagegate.lfs")
 
 
 class BadUploadUrl(SubmissionError):
@@ -154,6 +156,7 @@ def receive_object(*, signed: str, stream, length: int) -> None:
         staged = blobstore.stage_chunks(oid, _body_chunks(stream, length))
     except OSError as exc:
         raise IncompleteUpload(f"the upload was interrupted ({exc}); upload again") from None
+    log.info("lfs object %s received: %d bytes", oid, length)
     _keep(user, family, staged, oid, size)
 
 
@@ -188,6 +191,7 @@ def receive_part(*, signed: str, number: int, stream, length: int) -> str:
         raise IncompleteUpload(f"part {number} was interrupted ({exc}); upload it again") from None
     finally:
         os.close(fd)
+    log.info("lfs part %d of %s received: %d bytes", number, _oid, length)
     return digest.hexdigest()
 
 

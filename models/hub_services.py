@@ -129,3 +129,26 @@ def upload_modes(*, family: ModelFamily, files: list[dict]) -> list[dict]:
             entry["oid"] = GIT_EMPTY_BLOB if current.size == 0 else current.blob_id
         answer.append(entry)
     return answer
+
+
+def purge_expired_hub_uploads(*, now=None) -> int:
+    """Forget receipts past their expiry (STAGEGATE_UPLOAD_SESSION_HOURS) and delete blobs that
+    only an uncommitted LFS upload kept, and multipart files nobody completed. Safe to run
+    twice: a receipt is deleted once, a blob only when nothing refers to it."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from models import lfs
+    from models.models import HubUpload
+
+    now = now or timezone.now()
+    count = 0
+    with transaction.atomic():
+        expired = HubUpload.objects.select_for_update(skip_locked=True).filter(expires_at__lt=now)
+        shas = [sha for sha in expired.exclude(blob__isnull=True).values_list("blob_id", flat=True)]
+        count, _ = expired.delete()
+        services._drop_unreferenced_blob_rows(shas)
+    lfs.purge_stale_parts(older_than=timedelta(hours=settings.STAGEGATE_UPLOAD_SESSION_HOURS))
+    return count

@@ -200,3 +200,27 @@ def test_settings_keep_the_repo_private_until_a_release(repo):
     public = requests.post(f"{repo.url}/api/repos/create", headers=bearer(repo.token),
                            json={"name": "open", "organization": "lab", "visibility": "public"})
     assert public.status_code == 400 and not ModelFamily.objects.filter(name="open").exists()
+
+
+def test_uncommitted_lfs_uploads_expire_with_their_blobs(repo):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from models.blobstore import blob_exists
+    from models.hub_services import purge_expired_hub_uploads
+    from models.models import Blob, HubUpload
+
+    oid = repo.lfs_upload(b"never committed")
+    committed = list(HubUpload.objects.filter(via="lfs").exclude(sha256=oid)
+                     .values_list("sha256", flat=True))
+    assert len(committed) == 2
+    receipts = HubUpload.objects.count()
+    assert blob_exists(oid)
+    assert purge_expired_hub_uploads() == 0
+    later = timezone.now() + timedelta(days=2)
+    assert purge_expired_hub_uploads(now=later) == receipts
+    assert not Blob.objects.filter(sha256=oid).exists() and not blob_exists(oid)
+    for sha in committed:  # blobs of committed files stay
+        assert blob_exists(sha)
+    assert purge_expired_hub_uploads(now=later) == 0

@@ -64,6 +64,14 @@ def client(server: Gunicorn, token: str, home: Path, folder: Path, repo: str, *,
     return {"wall": wall, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
+def researcher(env: dict, username: str) -> str:
+    """A token of a new researcher: someone who has uploaded nothing yet, so LFS sends it all."""
+    manage(env, "shell", "-c", "from django.contrib.auth.models import Group, User; "
+           f"u, _ = User.objects.get_or_create(username={username!r}); "
+           "u.groups.add(Group.objects.get_or_create(name='researchers')[0])")
+    return manage(env, "create_token", username, "--scope", "submit").strip()
+
+
 def peak_rss(server: Gunicorn) -> int:
     return max(memory(pid)["VmHWM"] for pid in server.worker_pids())
 
@@ -82,7 +90,7 @@ def main() -> None:
     try:
         folder = work / "ckpt"
         folder.mkdir()
-        make_safetensors(folder / "model.safetensors", int(args.size_gb * 1024**3))
+        make_safetensors(folder / "model.safetensors", int(args.size_gb * 1024**3), unique=True)
         (folder / "config.json").write_text(json.dumps({"model_type": "bench"}))
         size = sum(p.stat().st_size for p in folder.iterdir())
         subprocess.run(["cat", *map(str, folder.iterdir())], stdout=subprocess.DEVNULL, check=True)
@@ -92,7 +100,6 @@ def main() -> None:
         env["DEBUG"] = "false"
         manage(env, "migrate", "-v0")
         manage(env, "seed_demo", "--quiet", "--no-models")
-        token = manage(env, "create_token", "alice", "--scope", "submit").strip()
 
         baseline, baseline_rss, _ = run_with_rusage(
             [PYTHON, "manage.py", "submit_checkpoint", str(folder), "--family", "bench/cli",
@@ -104,15 +111,19 @@ def main() -> None:
             for name, xet in (("xet", True), ("lfs", False)):
                 for pid in server.worker_pids():
                     reset_peak_rss(pid)
-                result = client(server, token, work / f"home-{name}", folder, f"bench/{name}",
-                                xet=xet)
+                # Each as a user who has sent none of these bytes, in their own namespace.
+                user = f"bench-{name}"
+                result = client(server, researcher(env, user), work / f"home-{name}", folder,
+                                f"{user}/model", xet=xet)
                 results[name] = (result, peak_rss(server))
-            # One tensor's bytes changed: the second Xet upload sends only the changed chunks.
+            # One tensor's bytes changed: the second Xet upload sends only the changed chunks
+            # (a fresh client cache: it learns what Stagegate has from the dedup answers).
             before = xorb_bytes(instance)
             with open(folder / "model.safetensors", "r+b") as fh:
                 fh.seek(size // 2)
                 fh.write(os.urandom(4096))
-            again = client(server, token, work / "home-again", folder, "bench/xet", xet=True)
+            again = client(server, researcher(env, "bench-xet"), work / "home-again", folder,
+                           "bench-xet/model", xet=True)
             sent_again = xorb_bytes(instance) - before
 
         print(f"folder: {human(size)} (model.safetensors + config.json), measured "

@@ -36,7 +36,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import PYTHON, ROOT, fresh_instance_env, human  # noqa: E402
+from benchmarks._common import fresh_instance_env, human  # noqa: E402
 from benchmarks.hub_upload import client, manage, researcher  # noqa: E402
 from benchmarks.ingest import make_safetensors, python_floor  # noqa: E402
 from tests.webservers import Gunicorn, Nginx  # noqa: E402

@@ -184,8 +184,9 @@ STAGEGATE_MAX_FILE_SIZE = env_bytes("STAGEGATE_MAX_FILE_SIZE", 200 * 1024**3)
 STAGEGATE_MAX_FILES = env_int("STAGEGATE_MAX_FILES", 10_000)
 DATA_UPLOAD_MAX_NUMBER_FILES = STAGEGATE_MAX_FILES
 STAGEGATE_UPLOAD_SESSION_HOURS = env_int("STAGEGATE_UPLOAD_SESSION_HOURS", 24)
-# Hub client uploads: LFS objects above this size go up in parts of this size (multipart).
-STAGEGATE_LFS_PART_SIZE = env_bytes("STAGEGATE_LFS_PART_SIZE", 512 * 1024**2)
+# Hub client uploads: LFS objects above this size go up in parts of this size (multipart);
+# below it, in one streaming PUT (one pass: no reassembly).
+STAGEGATE_LFS_PART_SIZE = env_bytes("STAGEGATE_LFS_PART_SIZE", 5 * 1024**3)
 # The Xet CAS the write token points the client at: empty for this site's own /xet, or the
 # origin of a host (or load-balancer pool) that routes /xet/* to Stagegate, e.g.
 # https://cas.stagegate.lab/xet.

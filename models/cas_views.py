@@ -6,6 +6,7 @@ are not served (404, the protocol's "not found")."""
 from __future__ import annotations
 
 import logging
+import time
 
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -71,13 +72,16 @@ def _body(request, length: int):
 @cas_view(["POST"])
 def upload_xorb(request, user, family, xorb_hash):
     hex_to_hash(xorb_hash)
+    started = time.monotonic()
     length = _declared_length(request, MAX_XORB_SIZE)
     try:
         staged = blobstore.stage_chunks("xorb", _body(request, length), max_size=MAX_XORB_SIZE)
     except OSError as exc:
         return _refuse(400, f"the xorb upload was interrupted ({exc})")
+    received = time.monotonic()
     inserted = store.store_xorb(actor=user, xorb_hex=xorb_hash, local=staged.local_path)
-    log.info("xorb %s received: %d bytes, inserted=%s", xorb_hash, length, inserted)
+    log.info("xorb %s received: %d bytes, inserted=%s (%.2f s receiving, %.2f s verifying)",
+             xorb_hash, length, inserted, received - started, time.monotonic() - received)
     return JsonResponse({"was_inserted": inserted})
 
 

@@ -8,10 +8,8 @@ organisation, which they then own. Every refusal is an audit event (`permission.
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from accounts.roles import RESEARCHERS, has_role, in_group
 from audit.services import deny, records_refusals
 from models import services
 from models.errors import SubmissionError
@@ -47,30 +45,13 @@ def organisations_of(user) -> list[str]:
                       .values_list("org", flat=True)))
 
 
-def namespace_refusal(user, org: str) -> str | None:
-    """Why `user` may not create a repo in `org`, or None when they may."""
-    if not has_role(user, RESEARCHERS):
-        return f"{user} may not create repos: creating one needs the researchers role"
-    if user.is_superuser or org.lower() == user.get_username().lower():
-        return None
-    existing = ModelFamily.objects.filter(org__iexact=org)
-    if existing.exists():
-        if any(in_group(user, owners) for owners in existing.values_list("owners_id", flat=True)):
-            return None
-        return (f"{user} may not create repos in {org}: only members of the organisation "
-                "(owners of one of its families) may")
-    if get_user_model().objects.filter(username__iexact=org).exists():
-        return f"{org} is another user's namespace; create the repo under {user} or an organisation"
-    return None
-
-
 @records_refusals
 def create_repo(*, actor, family_name: str, visibility: str | None = None) -> ModelFamily:
-    """Create a family through the Hub API (`hf repo create`). Guard: namespace_refusal; the
+    """Create a family through the Hub API (`hf repo create`). Guard: services.namespace_refusal; the
     family must be new (RepoExists otherwise, which the client ignores with exist_ok). Side
     effects: the owners group with the actor in it, `family.created`."""
     org, name = services.parse_family_name(family_name)
-    reason = namespace_refusal(actor, org)
+    reason = services.namespace_refusal(actor, org)
     if reason:
         raise deny(actor=actor, action="repo.create", reason=reason)
     if visibility not in (None, "private"):

@@ -12,6 +12,7 @@ import base64
 import binascii
 import functools
 import json
+import logging
 import time
 
 import yaml
@@ -29,6 +30,7 @@ from models.hub_services import organisations_of
 from models.models import Checkpoint
 
 MAX_COMMIT_LINE = 64 * 1024 * 1024
+log = logging.getLogger("stagegate.hub")
 WRITE_REVISION = "main"
 
 
@@ -251,11 +253,14 @@ def commit(request, caller, org, name, rev):
     repo = f"{org}/{name}"
     hub_services.writable_family(actor=caller.user, repo_id=repo, action="hub.commit")
     header, operations = _operations(request)
+    started = time.monotonic()
     outcome = hub_commit.commit_to_repo(
         actor=caller.user, repo_id=repo, summary=str(header.get("summary") or ""),
         description=str(header.get("description") or ""),
         parent_commit=header.get("parentCommit"), operations=operations)
     oid = outcome.checkpoint.commit
+    log.info("commit %s to %s: %d operations, %.2f s", oid, repo, len(operations),
+             time.monotonic() - started)
     return JsonResponse({"commitUrl": f"{origin(request)}/{repo}/commit/{oid}",
                          "commitOid": oid, "pullRequestUrl": None,
                          "stagegate": {"checkpoint": outcome.checkpoint.pk,

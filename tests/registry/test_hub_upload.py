@@ -224,3 +224,18 @@ def test_a_pickle_the_scanner_refuses_is_quarantined_as_usual(
     wait_for(lambda: Checkpoint.objects.get(pk=checkpoint.pk).status != "scanning")
     checkpoint.refresh_from_db()
     assert checkpoint.status == "quarantined" and not checkpoint.is_loadable
+
+
+def test_upload_folder_with_delete_patterns_reads_the_unreleased_tree(
+        stagegate_server, alice_token, tmp_path):
+    folder = write_model_folder(tmp_path / "ckpt")
+    proc, _ = upload(stagegate_server, alice_token, tmp_path / "home", folder, "lab/prune",
+                     xet=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (folder / "tokenizer.json").unlink()
+    proc, result = upload(stagegate_server, alice_token, tmp_path / "home", folder, "lab/prune",
+                          xet=True, extra=", delete_patterns='tokenizer*.json'")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    pruned = Checkpoint.objects.get(family__name="prune", manifest_digest__startswith=result["oid"])
+    paths = {f.path for f in pruned.files.all()}
+    assert "tokenizer.json" not in paths and "tokenizer_config.json" in paths

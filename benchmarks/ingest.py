@@ -31,8 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import PYTHON, ROOT, fresh_instance_env, human, run_with_rusage  # noqa: E402
 
 
-def make_safetensors(path: Path, total_bytes: int) -> None:
-    """A realistic-looking checkpoint: many F16/F32 tensors, random-ish bytes, written streaming."""
+def make_safetensors(path: Path, total_bytes: int, *, unique: bool = False) -> None:
+    """A realistic-looking checkpoint: many F16/F32 tensors, random-ish bytes, written streaming.
+    `unique`: fresh random bytes throughout (else one 64 MB block repeats, which a chunk-level
+    deduplicating upload would send once)."""
     tensors, offset, i = {}, 0, 0
     sizes = [(4096, 4096, "F16", 2), (4096, 11008, "F16", 2), (4096, "", "F32", 4)]
     while offset < total_bytes:
@@ -52,6 +54,8 @@ def make_safetensors(path: Path, total_bytes: int) -> None:
         out.write(struct.pack("<Q", len(header)) + header)
         remaining = offset
         while remaining:
+            if unique:
+                block = os.urandom(64 * 1024 * 1024)
             chunk = block[: min(len(block), remaining)]
             out.write(chunk)
             remaining -= len(chunk)

@@ -184,6 +184,15 @@ STAGEGATE_MAX_FILE_SIZE = env_bytes("STAGEGATE_MAX_FILE_SIZE", 200 * 1024**3)
 STAGEGATE_MAX_FILES = env_int("STAGEGATE_MAX_FILES", 10_000)
 DATA_UPLOAD_MAX_NUMBER_FILES = STAGEGATE_MAX_FILES
 STAGEGATE_UPLOAD_SESSION_HOURS = env_int("STAGEGATE_UPLOAD_SESSION_HOURS", 24)
+# Hub client uploads: LFS objects above this size go up in parts of this size (multipart);
+# below it, in one streaming PUT (one pass: no reassembly).
+STAGEGATE_LFS_PART_SIZE = env_bytes("STAGEGATE_LFS_PART_SIZE", 5 * 1024**3)
+# The Xet CAS the write token points the client at: empty for this site's own /xet, or the
+# origin of a host (or load-balancer pool) that routes /xet/* to Stagegate, e.g.
+# https://cas.stagegate.lab/xet.
+STAGEGATE_XET_CAS_URL = env_str("STAGEGATE_XET_CAS_URL", "").rstrip("/")
+# Lifetime of a Xet access token; the client asks for a new one before it expires.
+STAGEGATE_XET_TOKEN_SECONDS = env_int("STAGEGATE_XET_TOKEN_SECONDS", 3600)
 
 # --- Static -----------------------------------------------------------------------------------
 STATIC_URL = "static/"

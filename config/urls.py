@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts.urls import auth_urlpatterns
 from audit.views import AuditEventListView
 from config import views
+from models.hub_urls import hub_write_urls
 from releases.hub import hub_urls
 
 api_v1 = [
@@ -29,5 +30,6 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
     # The Hub API (huggingface_hub / transformers) last: its repo paths are the most general.
+    *hub_write_urls(),
     *hub_urls(),
 ]

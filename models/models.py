@@ -191,3 +191,93 @@ class UploadSessionFile(models.Model):
         ordering = ["path"]
         constraints = [models.UniqueConstraint(fields=["session", "path"],
                                                name="unique_path_per_upload")]
+
+
+# --- uploads through the Hub client (LFS and Xet) ------------------------------------------------
+
+class Xorb(models.Model):
+    """A xorb the Xet client uploaded: its bytes sit in the blob storage at `xorbs/ab/cd/<hash>`
+    (as uploaded: chunk headers and compressed data), its chunk table here, every chunk hash
+    verified against the bytes on the way in."""
+
+    hash = models.CharField(max_length=64, primary_key=True)
+    size = models.BigIntegerField(help_text="Serialized bytes, as stored.")
+    unpacked_size = models.BigIntegerField()
+    chunk_count = models.IntegerField()
+    chunk_table = models.BinaryField(help_text="Per chunk: hash, header offset, unpacked size.")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
+                                    on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"xorb {self.hash[:12]}"
+
+
+class XetChunk(models.Model):
+    """The global-dedup index: chunks the client may ask about (a file's first chunk, and those
+    whose hash is 0 mod 1024), and the xorb that holds each."""
+
+    chunk_hash = models.CharField(max_length=64, db_index=True)
+    xorb = models.ForeignKey(Xorb, on_delete=models.CASCADE, related_name="indexed_chunks")
+    index = models.IntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chunk_hash", "xorb"],
+                                               name="one_index_row_per_chunk_and_xorb")]
+
+
+class XetFile(models.Model):
+    """A file a shard registered: how to rebuild it from xorb chunks, and the sha256 the
+    uploader says it has (checked when a commit rebuilds it)."""
+
+    file_hash = models.CharField(max_length=64, primary_key=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"xet file {self.file_hash[:12]}"
+
+
+class XetTerm(models.Model):
+    file = models.ForeignKey(XetFile, on_delete=models.CASCADE, related_name="terms")
+    position = models.IntegerField()
+    xorb = models.ForeignKey(Xorb, on_delete=models.PROTECT, related_name="terms")
+    start = models.IntegerField()
+    end = models.IntegerField()
+    unpacked = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["file", "position"]
+        constraints = [models.UniqueConstraint(fields=["file", "position"],
+                                               name="one_term_per_file_position")]
+
+
+class HubUpload(models.Model):
+    """Bytes a user sent for a repo through LFS or Xet, which that user may now name in a
+    commit. Naming a sha256 is not enough to commit it: the committer must have uploaded the
+    bytes (or see them in a checkpoint already), so knowing a digest never grants its content.
+    Expired receipts are purged with any blob only they kept."""
+
+    class Via(models.TextChoices):
+        LFS = "lfs", "LFS"
+        XET = "xet", "Xet"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="hub_uploads")
+    family = models.ForeignKey(ModelFamily, on_delete=models.CASCADE, related_name="hub_uploads")
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    via = models.CharField(max_length=3, choices=Via.choices)
+    blob = models.ForeignKey(Blob, null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="+")
+    xet_file = models.ForeignKey(XetFile, null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "sha256"], name="hub_upload_user_sha")]
+
+    def __str__(self) -> str:
+        return f"{self.via} upload {self.sha256[:12]} by {self.user}"

@@ -48,6 +48,27 @@ def can_submit_to(user, family: ModelFamily | None) -> bool:
     return in_group(user, family.owners_id)
 
 
+def namespace_refusal(user, org: str) -> str | None:
+    """Why `user` may not create a family in `org`, or None when they may: a researcher may in
+    their own namespace (their user name), in an organisation they belong to (they own one of
+    its families), and in a new organisation, which they then own; never in another user's."""
+    if not has_role(user, RESEARCHERS):
+        return f"{user} may not create families: that needs the researchers role"
+    if user.is_superuser or org.lower() == user.get_username().lower():
+        return None
+    owners = list(ModelFamily.objects.filter(org__iexact=org).values_list("owners_id", flat=True))
+    if owners:
+        if any(in_group(user, group_id) for group_id in owners):
+            return None
+        return (f"{user} may not create families in {org}: only members of the organisation "
+                "(owners of one of its families) may")
+    from django.contrib.auth import get_user_model
+
+    if get_user_model().objects.filter(username__iexact=org).exists():
+        return f"{org} is another user's namespace; use {user} or an organisation"
+    return None
+
+
 # --- families -----------------------------------------------------------------------------------
 
 # Top-level paths of the site: an org with one of these names would shadow its Hub URLs.
@@ -106,6 +127,8 @@ def submit_checkpoint(*, actor, family_name: str, label: str, files: list[Staged
         org, name = parse_family_name(family_name)
         check_label(label)
         existing = ModelFamily.objects.filter(org=org, name=name).first()
+        if existing is None and has_role(actor, RESEARCHERS) and namespace_refusal(actor, org):
+            raise deny(actor=actor, action="family.create", reason=namespace_refusal(actor, org))
         if not can_submit_to(actor, existing):
             reason = (f"{actor} may not submit checkpoints to {family_name}: "
                       + ("only the family's owners may" if existing and has_role(actor, RESEARCHERS)
@@ -213,6 +236,8 @@ def create_upload_session(*, actor, family_name: str, label: str) -> UploadSessi
     org, name = parse_family_name(family_name)
     check_label(label)
     family = ModelFamily.objects.filter(org=org, name=name).first()
+    if family is None and has_role(actor, RESEARCHERS) and namespace_refusal(actor, org):
+        raise deny(actor=actor, action="family.create", reason=namespace_refusal(actor, org))
     if not can_submit_to(actor, family):
         raise deny(actor=actor, action="checkpoint.submit", obj=family,
                    reason=f"{actor} may not submit checkpoints to {family_name}")

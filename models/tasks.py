@@ -9,9 +9,12 @@ from models import services
 
 @shared_task(name="registry.purge_expired_upload_sessions")
 def purge_expired_upload_sessions() -> int:
-    """Abort upload sessions past their expiry and delete the blobs only they referred to.
+    """Abort upload sessions (and forget Hub upload receipts) past their expiry and delete the
+    blobs only they referred to.
     Safe to run twice: a session is purged once, under a row lock."""
-    return services.purge_expired_upload_sessions()
+    from models.hub_services import purge_expired_hub_uploads
+
+    return services.purge_expired_upload_sessions() + purge_expired_hub_uploads()
 
 
 @shared_task(name="registry.scan_checkpoint", acks_late=True)

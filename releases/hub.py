@@ -12,17 +12,16 @@ always carry X-Error-Code / X-Error-Message. No Xet header is ever sent.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 
 from django.conf import settings
-from django.http import HttpResponse, JsonResponse
+from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from accounts.authentication import bearer_token_from
-from accounts.services import authenticate_token
 from models.cards import model_card
+from models.hub_http import Caller, HubError, git_oid as _git_oid, lfs_pointer as _lfs_pointer
+from models.hub_read import unreleased_checkpoint, unreleased_info_json
 from models.models import CheckpointFile
 from releases import access
 from releases.downloads import file_response
@@ -34,50 +33,7 @@ COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 DISABLED = "Access to this resource is disabled."
-
-
-class HubError(Exception):
-    def __init__(self, status: int, code: str | None, message: str, commit: str | None = None,
-                 detail: str | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.commit = status, code, message, commit
-        self.detail = detail
-
-    def response(self, method: str = "GET") -> HttpResponse:
-        text = f"{self.message} {self.detail}" if self.detail else self.message
-        body = b"" if method == "HEAD" else json.dumps({"error": text}).encode()
-        response = HttpResponse(body, status=self.status, content_type="application/json")
-        if self.code:
-            response["X-Error-Code"] = self.code
-        response["X-Error-Message"] = self.message
-        if self.commit:
-            response["X-Repo-Commit"] = self.commit
-        return response
-
-
-class Caller:
-    """Who is asking: the token's user, or anonymous. A bad token is an error, not anonymous."""
-
-    def __init__(self, request):
-        raw = bearer_token_from(request)
-        self.user = None
-        if raw is not None:
-            token = authenticate_token(raw)
-            if token is None:
-                raise HubError(401, None, "Invalid credentials in Authorization header")
-            self.user = token.user
-        elif request.user.is_authenticated:
-            self.user = request.user
-
-    @property
-    def anonymous(self) -> bool:
-        return self.user is None
-
-    def repo_not_found(self, repo: str) -> HubError:
-        message = (f"Repository Not Found for url: {repo}. Please make sure you specified the "
-                   "correct `repo_id` and `repo_type`. If you are trying to access a private or "
-                   "gated repo, make sure you are authenticated.")
-        return HubError(401 if self.anonymous else 404, "RepoNotFound", message)
+UNRELEASED_FALLBACK = ("RepoNotFound", "RevisionNotFound")
 
 
 def _zulu(dt) -> str:
@@ -127,14 +83,6 @@ def _gated_mode(release: Release) -> str | bool:
 
         return "auto" if stage_rule(release, "gated").access == "automatic" else "manual"
     return "manual"
-
-
-def _lfs_pointer(sha256: str, size: int) -> bytes:
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def _git_oid(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def model_info_json(release: Release, *, blobs: bool) -> dict:
@@ -199,20 +147,35 @@ def _hub_view(fn):
 
 @_hub_view
 def model_info(request, caller: Caller, org: str, name: str, rev: str | None = None):
-    release = resolve(caller, org, name, rev)
-    return JsonResponse(model_info_json(release, blobs=request.GET.get("blobs") in
-                                        ("1", "true", "True")))
+    blobs = request.GET.get("blobs") in ("1", "true", "True")
+    try:
+        release = resolve(caller, org, name, rev)
+    except HubError as error:
+        # A family's owners also see what they committed and nobody released yet (the
+        # client reads it after a commit that changed nothing, and before deleting files).
+        checkpoint = unreleased_checkpoint(caller.user, org, name, rev) \
+            if error.code in UNRELEASED_FALLBACK else None
+        if checkpoint is None:
+            raise
+        return JsonResponse(unreleased_info_json(checkpoint, blobs=blobs))
+    return JsonResponse(model_info_json(release, blobs=blobs))
 
 
 @_hub_view
 def tree(request, caller: Caller, org: str, name: str, rev: str, path: str = ""):
-    release = resolve(caller, org, name, rev)
+    try:
+        checkpoint = resolve(caller, org, name, rev).published_checkpoint
+    except HubError as error:
+        checkpoint = unreleased_checkpoint(caller.user, org, name, rev) \
+            if error.code in UNRELEASED_FALLBACK else None  # owners, as above
+        if checkpoint is None:
+            raise
     recursive = request.GET.get("recursive", "false").lower() in ("1", "true")
     path = path.strip("/")
-    entries = _tree_entries(list(release.published_checkpoint.files.all()), path, recursive)
+    entries = _tree_entries(list(checkpoint.files.all()), path, recursive)
     if entries is None:
         raise HubError(404, "EntryNotFound", f"{path} does not exist on {rev}",
-                       commit=release.published_checkpoint.commit)
+                       commit=checkpoint.commit)
     cursor = request.GET.get("cursor", "0") or "0"
     if not cursor.isdigit():
         raise HubError(400, None, f"cursor={cursor!r}: use the whole number from the Link header")

@@ -1,0 +1,195 @@
+"""Stagegate's Xet CAS on a real socket, spoken to byte by byte: what it keeps, what it refuses,
+and what a commit gets out of it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+
+import hf_xet
+import pytest
+import requests
+
+from audit.models import AuditEvent
+from models.models import Checkpoint, HubUpload, XetFile, Xorb
+from models.xet import formats
+from models.xet.hashing import chunk_hash, file_hash, hash_to_hex, hex_to_hash, keyed
+from tests.conftest import StateSnapshot, make_persona, token_for
+from tests.registry import xetcraft
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def cas(stagegate_server):
+    """alice's repo lab/cas and a Xet write token for it."""
+    alice = make_persona("alice")
+    token = token_for(alice, "submit")
+    created = requests.post(f"{stagegate_server.url}/api/repos/create", headers=bearer(token),
+                            json={"name": "cas", "organization": "lab", "type": "model"})
+    assert created.status_code == 200, created.text
+    grant = requests.get(f"{stagegate_server.url}/api/models/lab/cas/xet-write-token/main",
+                         headers=bearer(token))
+    assert grant.status_code == 200, grant.text
+    assert grant.headers["X-Xet-Cas-Url"] == f"{stagegate_server.url}/xet"
+    assert int(grant.headers["X-Xet-Token-Expiration"]) == grant.json()["exp"]
+
+    class Cas:
+        url = grant.headers["X-Xet-Cas-Url"]
+        headers = bearer(grant.headers["X-Xet-Access-Token"])
+        api_token = token
+        server = stagegate_server
+
+        def post_xorb(self, xorb_hex, body, headers=None):
+            return requests.post(f"{self.url}/v1/xorbs/default/{xorb_hex}", data=body,
+                                 headers=self.headers if headers is None else headers)
+
+        def post_shard(self, body):
+            return requests.post(f"{self.url}/v1/shards", data=body, headers=self.headers)
+
+        def commit(self, path, oid, size):
+            lines = [{"key": "header", "value": {"summary": "v1"}},
+                     {"key": "lfsFile", "value": {"path": path, "algo": "sha256", "oid": oid,
+                                                   "size": size}}]
+            import json
+            return requests.post(f"{self.server.url}/api/models/lab/cas/commit/main",
+                                 data="".join(json.dumps(x) + "\n" for x in lines),
+                                 headers={**bearer(self.api_token),
+                                          "Content-Type": "application/x-ndjson"})
+
+    return Cas()
+
+
+def test_hashes_match_the_reference_client():
+    data = os.urandom(5000)  # under the minimum chunk size: one chunk
+    path = f"/tmp/stagegate-xet-{os.getpid()}.bin"
+    with open(path, "wb") as fh:
+        fh.write(data)
+    try:
+        reference = hf_xet.hash_files([path])[0].hash
+    finally:
+        os.unlink(path)
+    assert hash_to_hex(file_hash([(chunk_hash(data), len(data))])) == reference
+    raw = bytes(range(32))
+    assert hash_to_hex(raw) == ("0706050403020100" "0f0e0d0c0b0a0908" "1716151413121110" "1f1e1d1c1b1a1918")
+    assert hex_to_hash(hash_to_hex(raw)) == raw
+
+
+def test_byte_grouped_chunks_are_regrouped():
+    data = os.urandom(1003)
+    grouped = b"".join(data[i::4] for i in range(4))
+    assert formats._regroup_bg4(grouped) == data
+
+
+def test_a_xorb_is_kept_once_and_a_lying_one_is_refused(cas):
+    chunks = xetcraft.split(os.urandom(60_000))
+    xorb_hex, body = xetcraft.xorb(chunks, compress=True)
+    first = cas.post_xorb(xorb_hex, body)
+    assert first.status_code == 200 and first.json() == {"was_inserted": True}
+    assert cas.post_xorb(xorb_hex, body).json() == {"was_inserted": False}
+    assert Xorb.objects.get(hash=xorb_hex).chunk_count == len(chunks)
+
+    other_hex, _ = xetcraft.xorb(xetcraft.split(os.urandom(20_000)))
+    snapshot = StateSnapshot()
+    lying = cas.post_xorb(other_hex, body)  # the bytes are not the xorb the URL names
+    assert lying.status_code == 400 and "hash to" in lying.text
+    truncated = cas.post_xorb(xorb_hex[::-1], body[:-10])
+    assert truncated.status_code == 400
+    assert not Xorb.objects.filter(hash=other_hex).exists()
+    snapshot.assert_unchanged()
+
+
+def test_a_shard_must_prove_its_files(cas):
+    chunks = xetcraft.split(os.urandom(50_000))
+    xorb_hex, body = xetcraft.xorb(chunks)
+    unknown = cas.post_shard(xetcraft.shard(xorb_hex, chunks, [(0, len(chunks))]))
+    assert unknown.status_code == 400 and "never uploaded" in unknown.text
+    assert cas.post_xorb(xorb_hex, body).status_code == 200
+    bad_proof = cas.post_shard(xetcraft.shard(xorb_hex, chunks, [(0, 2)], bad_verification=True))
+    assert bad_proof.status_code == 400 and "verification" in bad_proof.text
+    wrong_hash = cas.post_shard(xetcraft.shard(xorb_hex, chunks, [(0, 2)],
+                                               file_hash_of=lambda s, e, h: bytes(32)))
+    assert wrong_hash.status_code == 400 and "file hash" in wrong_hash.text
+    assert not XetFile.objects.exists()
+    good = cas.post_shard(xetcraft.shard(xorb_hex, chunks, [(0, len(chunks)), (1, 3)]))
+    assert good.status_code == 200 and good.json() == {"result": 1}
+    assert XetFile.objects.count() == 2
+    assert HubUpload.objects.filter(user__username="alice", via="xet").count() == 2
+
+
+def test_a_committed_xet_file_is_rebuilt_and_checked_against_its_sha256(cas):
+    data = os.urandom(70_000)
+    chunks = xetcraft.split(data)
+    xorb_hex, body = xetcraft.xorb(chunks, compress=True)
+    assert cas.post_xorb(xorb_hex, body).status_code == 200
+    # The shard claims the file's sha256 is that of other bytes: only rebuilding can tell.
+    claimed = hashlib.sha256(b"something else").hexdigest()
+    assert cas.post_shard(xetcraft.shard(xorb_hex, chunks, [(0, len(chunks))],
+                                         sha256_of=lambda _: claimed)).status_code == 200
+    snapshot = StateSnapshot()
+    refused = cas.commit("weights.bin", claimed, len(data))
+    assert refused.status_code == 400 and "rebuild to sha256" in refused.headers["X-Error-Message"]
+    snapshot.assert_unchanged()
+
+    honest = xetcraft.split(os.urandom(40_000))
+    honest_hex, honest_body = xetcraft.xorb(honest)
+    assert cas.post_xorb(honest_hex, honest_body).status_code == 200
+    assert cas.post_shard(xetcraft.shard(honest_hex, honest, [(0, len(honest))])).status_code == 200
+    sha = hashlib.sha256(b"".join(honest)).hexdigest()
+    done = cas.commit("weights.bin", sha, 40_000)
+    assert done.status_code == 200, done.text
+    checkpoint = Checkpoint.objects.get(family__name="cas")
+    assert done.json()["commitOid"] == checkpoint.commit
+    assert checkpoint.files.get().blob_id == sha
+
+
+def test_the_dedup_answer_lists_the_xorb_with_keyed_chunk_hashes(cas):
+    chunks = xetcraft.split(os.urandom(64_000))
+    xorb_hex, body = xetcraft.xorb(chunks)
+    cas.post_xorb(xorb_hex, body)
+    cas.post_shard(xetcraft.shard(xorb_hex, chunks, [(0, len(chunks))]))
+    first = chunk_hash(chunks[0])
+    for prefix in ("default", "default-merkledb"):
+        answer = requests.get(f"{cas.url}/v1/chunks/{prefix}/{hash_to_hex(first)}",
+                              headers=cas.headers)
+        assert answer.status_code == 200
+    shard = answer.content
+    footer = shard[-formats.SHARD_FOOTER_SIZE:]
+    key = footer[72:104]
+    assert key != bytes(32)
+    assert keyed(first, key) in shard and first not in shard  # no raw chunk hash leaves
+    assert hex_to_hash(xorb_hex) in shard
+    chunk_lookup_offset, chunk_count = struct.unpack("<QQ", footer[56:72])
+    assert chunk_count == len(chunks)
+    missing = requests.get(f"{cas.url}/v1/chunks/default/{'0' * 64}", headers=cas.headers)
+    assert missing.status_code == 404
+
+
+def test_the_cas_wants_a_live_xet_token(cas):
+    chunks = xetcraft.split(os.urandom(10_000))
+    xorb_hex, body = xetcraft.xorb(chunks)
+    assert cas.post_xorb(xorb_hex, body, headers={}).status_code == 401
+    assert cas.post_xorb(xorb_hex, body, headers=bearer(cas.api_token)).status_code == 401
+    assert cas.post_xorb(xorb_hex, body, headers=bearer("xet_forged")).status_code == 401
+    from accounts.models import ApiToken
+    from accounts.services import revoke_token
+
+    token = ApiToken.objects.get(user__username="alice")
+    revoke_token(actor=token.user, token=token)
+    revoked = cas.post_xorb(xorb_hex, body)
+    assert revoked.status_code == 401 and "revoked" in revoked.text
+    assert not Xorb.objects.exists()
+
+
+def test_mallory_gets_no_write_token(stagegate_server, cas):
+    mallory = token_for(make_persona("mallory"), "all")
+    refused = requests.get(f"{stagegate_server.url}/api/models/lab/cas/xet-write-token/main",
+                           headers=bearer(mallory))
+    assert refused.status_code == 404 and refused.headers["X-Error-Code"] == "RepoNotFound"
+    assert AuditEvent.objects.filter(verb="permission.denied", actor_username="mallory",
+                                     data_json__contains="xet.write_token").exists()

@@ -208,9 +208,10 @@ def request_access(*, actor, release: Release, answers: dict, licence_version: s
     if licence_version != current:
         raise ReleaseInputError(f"the current licence is {current}, not {licence_version!r}; "
                                 "read it and accept that version")
-    answers = {k: v for k, v in (answers or {}).items()}
+    # Accepting the licence is recorded as its version; it is not one of the form's answers.
+    answers = {k: v for k, v in (answers or {}).items() if k != "accept"}
     missing = [f.label for f in rule.form_fields if f.required and f.type != "checkbox"
-               and not str(answers.get(f.name, "")).strip()]
+               and f.name != "accept" and not str(answers.get(f.name, "")).strip()]
     if missing:
         raise ReleaseInputError("answer: " + "; ".join(missing))
     now = clock.now()

@@ -54,6 +54,9 @@ def model_page(request, org: str, name: str):
     release = release or next((r for r in releases if r.status != "withdrawn"), releases[0])
     decision = access.download_access(request.user, release)
     rule = stage_rule(release, "gated") if release.current_stage == "gated" else None
+    # The licence checkbox is the page's own; a policy field that asks the same is folded in.
+    folded = [f for f in rule.form_fields if f.type == "checkbox" and f.name == "accept"] \
+        if rule else []
     pending = (AccessRequest.objects.filter(release=release, user=request.user,
                                             status=AccessRequest.Status.PENDING).first()
                if request.user.is_authenticated else None)
@@ -65,6 +68,10 @@ def model_page(request, org: str, name: str):
         "release": release, "checkpoint": served, "family": served.family,
         "others": [r for r in releases if r.pk != release.pk],
         "card": render_card(release), "decision": decision, "rule": rule, "pending": pending,
+        "form_fields": [f for f in (rule.form_fields if rule else ()) if f not in folded],
+        "accept_label": folded[0].label if folded else (
+            f"I accept the licence {rule.terms.licence_version}" if rule and rule.terms else
+            "I accept the terms"),
         "publications": release.publications.select_related("published_by"),
         "runs": runs, "files": served.files.all(), "site": settings.SITE_URL,
     })
@@ -77,8 +84,10 @@ def request_access_view(request, org: str, name: str, release_id: int):
                                 published_checkpoint__family__org=org,
                                 published_checkpoint__family__name=name)
     rule = stage_rule(release, "gated")
+    # `accept` is the licence checkbox, recorded as the licence version accepted, not an answer.
     answers = {f.name: (request.POST.get(f.name) == "on" if f.type == "checkbox"
-                        else request.POST.get(f.name, "")) for f in rule.form_fields}
+                        else request.POST.get(f.name, "")) for f in rule.form_fields
+               if f.name != "accept"}
     try:
         result = access.request_access(actor=request.user, release=release, answers=answers,
                                        licence_version=request.POST.get("licence_version", ""),

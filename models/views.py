@@ -21,10 +21,14 @@ from models.uploads import install_upload_handler, staged_from_multipart
 
 @login_required
 def family_list(request):
-    families = selectors.families_visible_to(request.user)
+    from config.listing import page_of, query_without_page, search
+
+    families = search(selectors.families_visible_to(request.user), request.GET.get("q", ""),
+                      "org", "name", "description")
+    page = page_of(request, families)
     return render(request, "registry/family_list.html", {
-        "families": families,
-        "can_submit": has_role(request.user, RESEARCHERS),
+        "families": page, "page": page, "query": query_without_page(request),
+        "q": request.GET.get("q", ""), "can_submit": has_role(request.user, RESEARCHERS),
     })
 
 

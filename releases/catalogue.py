@@ -29,10 +29,19 @@ def _visible(user, **filters):
 
 
 def catalogue(request):
+    from config.listing import page_of, query_without_page
+
     families: OrderedDict[str, Release] = OrderedDict()
     for release in _visible(request.user):
         families.setdefault(release.published_checkpoint.family.repo_id, release)
-    return render(request, "releases/catalogue.html", {"entries": list(families.values())})
+    words = request.GET.get("q", "").lower().split()
+    entries = [r for name, r in families.items()
+               if all(w in f"{name} {r.published_checkpoint.family.description}".lower()
+                      for w in words)]
+    page = page_of(request, entries, per_page=30)
+    return render(request, "releases/catalogue.html", {
+        "entries": page, "page": page, "query": query_without_page(request),
+        "q": request.GET.get("q", "")})
 
 
 def render_card(release: Release) -> str:
@@ -138,12 +147,19 @@ def access_admin(request):
         except (TransitionNotAllowed, ReleaseInputError, PermissionDenied) as exc:
             messages.error(request, getattr(exc, "reason", None) or str(exc))
         return redirect("releases:access-admin")
+    from config.listing import page_of, query_without_page, search
+
     ids = [r.pk for r in manageable]
+    q = request.GET.get("q", "")
+    fields = ("user__username", "release__checkpoint__family__org",
+              "release__checkpoint__family__name", "release__checkpoint__label")
+    grants = page_of(request, search(AccessGrant.objects.filter(
+        release_id__in=[r.pk for r in revocable]).select_related(
+        "user", "release__checkpoint__family"), q, *fields))
     return render(request, "releases/access_admin.html", {
-        "pending": AccessRequest.objects.filter(release_id__in=ids, status="pending")
-        .select_related("user", "release__checkpoint__family"),
-        "grants": AccessGrant.objects.filter(release_id__in=[r.pk for r in revocable])
-        .select_related("user", "release__checkpoint__family"),
+        "pending": search(AccessRequest.objects.filter(release_id__in=ids, status="pending")
+                          .select_related("user", "release__checkpoint__family"), q, *fields),
+        "grants": grants, "page": grants, "query": query_without_page(request), "q": q,
         "releases": [r for r in manageable if r.current_stage in ("partners", "gated", "open")
                      or r.status == "approved"],
     })

@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.roles import user_roles
+from config.listing import page_of, query_without_page, search
 from audit.models import AuditEvent
 from models.diff import checkpoint_diff
 from models.scanning import scan_reports
@@ -38,21 +39,30 @@ def _act(request, release, fn, success: str, *, action: str | None = None, **kwa
 @login_required
 def release_list(request):
     releases = selectors.releases_visible_to(request.user)
-    status = request.GET.get("status")
-    if status:
+    status = request.GET.get("status", "")
+    if status in Release.Status.values:
         releases = releases.filter(status=status)
+    mine = request.GET.get("mine") == "1"
+    if mine:
+        releases = releases.filter(submitted_by=request.user)
+    releases = search(releases, request.GET.get("q", ""), "checkpoint__family__org",
+                      "checkpoint__family__name", "checkpoint__label")
+    page = page_of(request, releases)
     return render(request, "releases/release_list.html", {
-        "releases": releases[:200], "statuses": Release.Status.choices, "status": status})
+        "releases": page, "page": page, "query": query_without_page(request),
+        "statuses": Release.Status.choices, "status": status, "mine": mine,
+        "q": request.GET.get("q", ""),
+        "keep": [(k, v) for k, v in (("status", status), ("mine", "1" if mine else "")) if v]})
 
 
 @login_required
 def review_queue(request):
-    from django.core.paginator import Paginator
-
-    page = Paginator(selectors.review_queue(request.user), 50).get_page(request.GET.get("page"))
+    waiting = search(selectors.review_queue(request.user), request.GET.get("q", ""),
+                     "checkpoint__family__org", "checkpoint__family__name", "checkpoint__label")
+    page = page_of(request, waiting)
     return render(request, "releases/review_queue.html", {
-        "releases": page, "page": page,
-        "roles": sorted(user_roles(request.user))})
+        "releases": page, "page": page, "query": query_without_page(request),
+        "q": request.GET.get("q", ""), "roles": sorted(user_roles(request.user))})
 
 
 @login_required

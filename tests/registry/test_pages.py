@@ -72,14 +72,14 @@ def test_the_openapi_schema_and_docs_page_are_served(alice, client):
 
 
 NAV = {"Registry": "/families/", "Submit": "/submit/", "Review queue": "/reviews/",
-       "Audit": "/audit/"}
+       "Audit": "/audit/", "My submissions": "/releases/?mine=1", "Access": "/access/"}
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("username,home,links", [
-    ("alice", "/families/", {"Registry", "Submit", "Review queue"}),
-    ("bob", "/reviews/", {"Registry", "Submit", "Review queue", "Audit"}),
-    ("dave", "/releases/", {"Registry", "Submit", "Review queue", "Audit"}),
+    ("alice", "/families/", {"Registry", "Submit", "My submissions"}),
+    ("bob", "/reviews/", {"Registry", "Review queue", "Audit"}),
+    ("dave", "/releases/", {"Registry", "Audit", "Access"}),
     ("erin", "/models/", set()),
     ("mallory", "/models/", set()),
 ])

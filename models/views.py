@@ -10,6 +10,9 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django_htmx.http import HttpResponseClientRefresh
+
+from models.formats.layout import missing_tokenizer
 from django.views.decorators.http import require_http_methods
 
 from accounts.roles import RESEARCHERS, SAFETY, has_role
@@ -47,7 +50,11 @@ def family_detail(request, org: str, name: str):
 def checkpoint_detail(request, checkpoint_id: int):
     checkpoint = selectors.get_checkpoint(request.user, checkpoint_id)
     if request.htmx:
-        return render(request, "registry/_checkpoint_status.html", {"checkpoint": checkpoint})
+        # The badge polls while the scan runs; once it is over, every section of the page
+        # (banner, census, scan report, evals) changed: reload it, once.
+        if checkpoint.status in (checkpoint.Status.SCANNING, checkpoint.Status.RECEIVED):
+            return render(request, "registry/_checkpoint_status.html", {"checkpoint": checkpoint})
+        return HttpResponseClientRefresh()
     files = list(checkpoint.files.select_related("risk_accepted_by"))
     reports = scanning.scan_reports(checkpoint)
     return render(request, "registry/checkpoint_detail.html", {
@@ -58,6 +65,9 @@ def checkpoint_detail(request, checkpoint_id: int):
         "can_accept_risk": has_role(request.user, SAFETY)
                            and checkpoint.submitted_by_id != request.user.pk,
         "previous": selectors.previous_checkpoint(checkpoint),
+        # A model folder (it has a config) without a tokenizer: say so before any eval fails.
+        "tokenizer_problem": (missing_tokenizer(f.path for f in files)
+                              if checkpoint.census.get("architecture") else None),
         "conversions": checkpoint.conversions.all(),
         "can_convert": (services.can_submit_to(request.user, checkpoint.family)
                         and conversion.convertible_refusal(checkpoint, files, reports) is None),

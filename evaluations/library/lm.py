@@ -20,6 +20,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from evaluations.library.context import EvalInputError
+from models.formats.layout import missing_tokenizer
 
 Progress = Callable[[int, int], None]
 
@@ -71,11 +72,6 @@ def load_causal_lm(folder: Path, *, device: str | None = None, allow_pickle_weig
     return model, tokenizer
 
 
-# Any one of these sets of files is a tokenizer transformers can load without a hub.
-TOKENIZER_FILE_SETS = (("tokenizer.json",), ("vocab.json", "merges.txt"), ("tokenizer.model",),
-                       ("spiece.model",), ("sentencepiece.bpe.model",), ("vocab.txt",))
-
-
 class MissingTokenizer(EvalInputError):
     """The model folder has no tokenizer a language-model eval could score text with."""
 
@@ -88,14 +84,9 @@ def _first_line(exc: BaseException) -> str:
 def require_tokenizer(folder: Path) -> None:
     """Fail closed, in a sentence that names the files, when no tokenizer was submitted: an
     eval must never score text through a tokenizer that is not the checkpoint's own."""
-    present = {path.name for path in Path(folder).iterdir() if path.is_file()}
-    if any(all(name in present for name in names) for names in TOKENIZER_FILE_SETS):
-        return
-    wanted = ", ".join(" with ".join(names) for names in TOKENIZER_FILE_SETS)
-    raise MissingTokenizer(f"the checkpoint has no tokenizer: none of {wanted} is among its "
-                           "files; save it beside the weights with "
-                           "tokenizer.save_pretrained(folder) and submit the folder as a new "
-                           "checkpoint")
+    problem = missing_tokenizer(path.name for path in Path(folder).iterdir() if path.is_file())
+    if problem:
+        raise MissingTokenizer(problem)
 
 
 def runtime_info(model) -> dict:

@@ -18,6 +18,23 @@ TOKENIZER_FILES = {
 }
 
 
+# Any one of these sets of files is a tokenizer transformers can load without a hub.
+TOKENIZER_FILE_SETS = (("tokenizer.json",), ("vocab.json", "merges.txt"), ("tokenizer.model",),
+                       ("spiece.model",), ("sentencepiece.bpe.model",), ("vocab.txt",))
+
+
+def missing_tokenizer(paths) -> str | None:
+    """None when the top level of a model folder holds a tokenizer; else the sentence that
+    names the files and how to add them (the language-model evals fail with it)."""
+    present = {path for path in paths if "/" not in path}
+    if any(all(name in present for name in names) for names in TOKENIZER_FILE_SETS):
+        return None
+    wanted = ", ".join(" with ".join(names) for names in TOKENIZER_FILE_SETS)
+    return (f"the checkpoint has no tokenizer: none of {wanted} is among its files; save it "
+            "beside the weights with tokenizer.save_pretrained(folder) and submit the folder as "
+            "a new checkpoint")
+
+
 class FileKind:
     SAFETENSORS = "safetensors"
     SAFETENSORS_INDEX = "safetensors_index"

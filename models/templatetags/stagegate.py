@@ -59,3 +59,14 @@ def threshold(metric_name: str, bound: str, limit) -> str:
     from evaluations.formatting import format_threshold
 
     return format_threshold(str(metric_name), str(bound), float(limit))
+
+
+@register.filter
+def ticks(value) -> str:
+    """Scanner and eval messages mark names with `backticks`: show them as code, escaped."""
+    import re
+
+    from django.utils.html import escape
+    from django.utils.safestring import mark_safe
+
+    return mark_safe(re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(str(value or ""))))

@@ -7,7 +7,6 @@ from collections import OrderedDict
 
 import markdown
 import nh3
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -82,7 +81,9 @@ def model_page(request, org: str, name: str):
             f"I accept the licence {rule.terms.licence_version}" if rule and rule.terms else
             "I accept the terms"),
         "publications": release.publications.select_related("published_by"),
-        "runs": runs, "files": served.files.all(), "site": settings.SITE_URL,
+        "runs": runs, "files": served.files.all(),
+        # The address this page was reached at: what the reader pastes works from where they are.
+        "site": request.build_absolute_uri("/").rstrip("/"),
     })
 
 

@@ -10,3 +10,9 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 [ -x /usr/bin/chromium ] || { echo "could not install chromium: run 'apt-get install chromium'" >&2; exit 1; }
+# axe-core (the accessibility checks the browser tests inject), pinned in tests/browser_assets.
+if [ ! -f tests/browser_assets/node_modules/axe-core/axe.min.js ]; then
+  echo "installing axe-core for the browser tests…"
+  (cd tests/browser_assets && npm ci --no-audit --no-fund --silent)
+fi
+[ -f tests/browser_assets/node_modules/axe-core/axe.min.js ] || { echo "could not install axe-core: run 'npm ci' in tests/browser_assets" >&2; exit 1; }

@@ -41,3 +41,74 @@ def log_in(page, server, username: str, password: str) -> None:
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/login/" not in url)
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+AXE = ROOT / "tests" / "browser_assets" / "node_modules" / "axe-core" / "axe.min.js"
+VIEWPORTS = {"laptop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+
+
+def artifacts_dir():
+    """Where screenshots go (a CI artifact): STAGEGATE_TEST_ARTIFACTS, else test-artifacts/."""
+    from pathlib import Path
+
+    path = Path(os.environ.get("STAGEGATE_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class Watched:
+    """A page whose console errors, uncaught errors and 5xx responses are collected, checked
+    with axe-core and for sideways scrolling on every `check()`."""
+
+    def __init__(self, page, viewport: str):
+        self.page, self.viewport = page, viewport
+        self.problems: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.problems.append(
+            f"console error on {page.url}: {m.text}"))
+        page.on("pageerror", lambda e: self.problems.append(f"page error on {page.url}: {e}"))
+        page.on("response", lambda r: r.status >= 500 and self.problems.append(
+            f"{r.status} for {r.url}"))
+
+    def check(self, screenshot: str | None = None) -> None:
+        page = self.page
+        page.wait_for_load_state("load")
+        wide = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        if wide[0] > wide[1]:
+            culprits = page.evaluate("""() => [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+                .slice(0, 8).map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+                    + (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ').join('.') : ''))""")
+            raise AssertionError(f"{page.url} scrolls sideways at {self.viewport}: {wide}; "
+                                 f"too wide: {culprits}")
+        if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+            page.evaluate(AXE.read_text())  # evaluate, not a script tag: the CSP stays strict
+        result = page.evaluate("""async () => {
+            const r = await axe.run(document, {resultTypes: ['violations']});
+            return r.violations.filter(v => ['serious', 'critical'].includes(v.impact))
+                .map(v => v.id + ': ' + v.help + ' — ' +
+                     v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '));
+        }""")
+        assert not result, f"axe on {page.url} at {self.viewport}: {result}"
+        assert not self.problems, self.problems
+        if screenshot:
+            page.screenshot(path=str(artifacts_dir() / f"{screenshot}-{self.viewport}.png"),
+                            full_page=True)
+
+
+@pytest.fixture
+def watched(browser):
+    """watched(viewport) -> a Watched page in a fresh context of that size."""
+    contexts = []
+
+    def make(viewport: str) -> Watched:
+        context = browser.new_context(viewport=VIEWPORTS[viewport],
+                                      accept_downloads=True)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        return Watched(page, viewport)
+
+    yield make
+    for context in contexts:
+        context.close()

@@ -203,8 +203,10 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Celery -----------------------------------------------------------------------------------
 _broker_dir = DATA_DIR / "broker"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("REDIS_URL") or "filesystem://"
-if CELERY_BROKER_URL == "filesystem://":
+# The embedded broker names a host only so kombu does not warn that it "reverts to localhost".
+CELERY_BROKER_URL = (env_str("CELERY_BROKER_URL") or env_str("REDIS_URL")
+                     or "filesystem://localhost/")
+if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -22,7 +22,7 @@ from accounts import roles
 from evaluations import runner
 from evaluations.models import EvalRun
 from evaluations.services import add_canary, add_extraction_prefix
-from evaluations.tinylm import TinyGPTSpec, cached_tiny_gpt
+from evaluations.tinylm import TinyGPTSpec, cached_finetuned_tiny_gpt, cached_tiny_gpt
 from models import blobstore, services
 from models.localfiles import collect_files
 from models.models import Checkpoint, ModelFamily
@@ -128,19 +128,41 @@ class Command(BaseCommand):
 
     # --- models ---------------------------------------------------------------------------------
 
-    def _checkpoint(self, users, family: str, label: str, seed: int, steps: int) -> Checkpoint:
+    def _checkpoint(self, users, family: str, label: str, seed: int, steps: int,
+                    parent: Path | None = None) -> tuple[Checkpoint, Path]:
+        """The checkpoint and its model folder: trained from scratch, or fine-tuned from
+        `parent` for `steps` more (so a family's second checkpoint costs a fraction of the
+        first). Cached by content hash: a second `make run` trains nothing."""
         org, name = family.split("/")
+        texts = demo_texts(seed)
+        cache = Path(settings.DATA_DIR) / "demo-models"
+        spec = TinyGPTSpec(steps=steps, seed=seed)
         existing = Checkpoint.objects.filter(family__org=org, family__name=name,
                                              label=label).first()
+        if existing is None:
+            how = f"fine-tuned {steps} more steps" if parent else f"{steps} training steps"
+            self.say(f"making {family}@{label} (tiny GPT-2, {how})…")
+        folder = (cached_finetuned_tiny_gpt(cache, parent, texts, spec) if parent else
+                  cached_tiny_gpt(cache, texts, spec, tokenizer_texts=texts))
         if existing:
-            return existing
-        self.say(f"making {family}@{label} (tiny GPT-2, {steps} training steps)…")
-        texts = demo_texts(seed)
-        folder = cached_tiny_gpt(Path(settings.DATA_DIR) / "demo-models", texts,
-                                 TinyGPTSpec(steps=steps, seed=seed), tokenizer_texts=texts)
+            return existing, folder
         staged = [blobstore.stage_local_file(rel, local) for rel, local in collect_files(folder)[0]]
         return services.submit_checkpoint(actor=users["alice"], family_name=family, label=label,
-                                          files=staged)
+                                          files=staged), folder
+
+    def _family(self, users, family: str, seed: int, description: str) -> ModelFamily:
+        """The family, with its canaries and prefixes registered before its first checkpoint
+        (so the first evals already count them)."""
+        from models.hub_services import create_repo
+
+        org, name = family.split("/")
+        family_row = (ModelFamily.objects.filter(org=org, name=name).first()
+                      or create_repo(actor=users["alice"], family_name=family))
+        if not family_row.description:
+            family_row.description = description
+            family_row.save(update_fields=["description"])
+        self._register_probes(users, family_row, seed=seed)
+        return family_row
 
     def _register_probes(self, users, family: ModelFamily, seed: int) -> None:
         """A canary the model never saw, and prefixes of sentences it did see (once each)."""
@@ -154,23 +176,17 @@ class Command(BaseCommand):
                                       prefix=" ".join(words[:4]), continuation=" " + " ".join(words[4:]))
 
     def _open_family(self, users) -> None:
-        step0 = self._checkpoint(users, "demo/tiny-gpt", "step0", seed=0, steps=0)
-        step300 = self._checkpoint(users, "demo/tiny-gpt", "step300", seed=0, steps=300)
-        family = step300.family
-        if not family.description:
-            family.description = "A tiny GPT-2 trained on the spot, released to everyone."
-            family.save(update_fields=["description"])
-        self._register_probes(users, family, seed=0)
+        self._family(users, "demo/tiny-gpt", seed=0,
+                     description="A tiny GPT-2 trained on the spot, released to everyone.")
+        step0, _ = self._checkpoint(users, "demo/tiny-gpt", "step0", seed=0, steps=0)
+        step300, _ = self._checkpoint(users, "demo/tiny-gpt", "step300", seed=0, steps=300)
         self._release_up_to(users, step300, "open")
         self._evaluate(step0)
 
     def _gated_family(self, users) -> None:
-        v1 = self._checkpoint(users, "demo/tiny-gpt-gated", "v1", seed=1, steps=300)
-        family = v1.family
-        if not family.description:
-            family.description = "A tiny GPT-2 behind a licence: ask for access on its page."
-            family.save(update_fields=["description"])
-        self._register_probes(users, family, seed=1)
+        self._family(users, "demo/tiny-gpt-gated", seed=1,
+                     description="A tiny GPT-2 behind a licence: ask for access on its page.")
+        v1, v1_folder = self._checkpoint(users, "demo/tiny-gpt-gated", "v1", seed=1, steps=300)
         release = self._release_up_to(users, v1, "gated")
         if release.current_stage == "gated" and not release.grants.filter(
                 user=users["erin"]).exists():
@@ -187,7 +203,8 @@ class Command(BaseCommand):
                 access.decide_access_request(actor=users["dave"], request=request, approve=True,
                                              reason="academic research")
         # A second checkpoint, asking for `gated`: it waits in bob's and carol's queues.
-        v2 = self._checkpoint(users, "demo/tiny-gpt-gated", "v2", seed=1, steps=450)
+        v2, _ = self._checkpoint(users, "demo/tiny-gpt-gated", "v2", seed=1, steps=150,
+                                 parent=v1_folder)
         self._release_up_to(users, v2, "partners", then_ask=True)
 
     # --- releases -------------------------------------------------------------------------------

@@ -244,7 +244,7 @@ def _evaluate(run: EvalRun, attempt: int) -> dict:
     if entry.name != spec.name:
         record = _renamed(record, spec.name, entry.name)
     return {"metrics": {k: v for k, v in record["results"][entry.name].items()
-                        if k != "alias" and not k.endswith("_stderr,none")},
+                        if "," in k and not k.endswith("_stderr,none")},
             "result": record, "samples": samples, "artifacts": output.artifacts,
             "device": str(output.runtime.get("device") or ""),
             "dtype": str(output.runtime.get("dtype") or "")}
@@ -256,7 +256,8 @@ def _renamed(record: dict, old: str, new: str) -> dict:
                 "n-samples", "task_hashes"):
         if key in record and old in record[key]:
             record[key][new] = record[key].pop(old)
-    record["results"][new]["alias"] = new
+    record["results"][new]["alias"] = record["results"][new]["name"] = new
+    record["configs"][new]["task"] = new
     return record
 
 

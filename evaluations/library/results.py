@@ -33,7 +33,8 @@ TASK_FIELDS = ("name", "alias", "sample_len", "sample_count")  # lm-eval's filte
 OUTPUT_TYPES = {"heldout_lm": "loglikelihood_rolling", "drift_vs_parent": "loglikelihood_rolling",
                 "verbatim_extraction": "generate_until", "mc_knowledge": "multiple_choice",
                 "pairwise_bias": "loglikelihood", "canary_exposure": "loglikelihood",
-                "refusal_preference": "loglikelihood", "integrity": None}
+                "refusal_preference": "loglikelihood", "finetune_attack": "loglikelihood",
+                "integrity": None}
 # How each metric is aggregated over items, where it is not lm-eval's `mean`: lm-eval's own
 # aggregation names for the corpus-weighted metrics (as its wikitext task), Stagegate's
 # (max, sum, auroc, all, token_mean, value) for the rest.
@@ -44,6 +45,8 @@ AGGREGATIONS: dict[str, dict[str, str]] = {
     "canary_exposure": {"exposure_max": "max", "n_canaries": "sum", "exposure_*": "value"},
     "verbatim_extraction": {"n_prefixes": "sum"},
     "refusal_preference": {"discrimination_auroc": "auroc"},
+    "finetune_attack": {"pre_attack": "value", "post_attack": "value",
+                        "steps_to_threshold": "value", "crossed": "value", "drop": "value"},
     "drift_vs_parent": {"kl_mean": "token_mean", "kl_max_text": "max",
                         "top1_agreement": "token_mean", "has_parent": "value",
                         "delta.*": "value"},

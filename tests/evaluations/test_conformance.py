@@ -16,7 +16,9 @@ from tests.evaluations import corpora
 
 PARAMS = {"heldout_lm": {"pack": "test-heldout"}, "mc_knowledge": {"pack": "test-mc"},
           "refusal_preference": {"pack": "test-refusal"}, "pairwise_bias": {"pack": "test-bias"},
-          "drift_vs_parent": {"pack": "test-probe"}, "canary_exposure": {"n_candidates": 500,
+          "drift_vs_parent": {"pack": "test-probe"},
+          "finetune_attack": {"pack": "test-attack", "measure_pack": "test-refusal", "steps": 2,
+                              "every": 1}, "canary_exposure": {"n_candidates": 500,
                                                                           "exact_limit": 1000}}
 
 

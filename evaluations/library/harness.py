@@ -163,7 +163,6 @@ def offline() -> None:
     """Nothing the harness runs may reach a hub (set before datasets is imported)."""
     for variable in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ[variable] = "1"
-    os.environ.setdefault("HF_DATASETS_TRUST_REMOTE_CODE", "0")
 
 
 def metric_name(key: str) -> str | None:

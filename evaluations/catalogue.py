@@ -28,6 +28,9 @@ class EvalEntry:
     spec: EvalSpec
     fixed_params: dict = field(default_factory=dict)
     pack_id: int | None = None
+    # A registered harness task: its row, and what identifies it in a cache key.
+    task_id: int | None = None
+    task_ref: dict | None = None
 
     @property
     def version(self) -> int:
@@ -35,7 +38,34 @@ class EvalEntry:
 
     @property
     def is_builtin(self) -> bool:
-        return self.pack_id is None
+        return self.pack_id is None and self.task_id is None
+
+    def direction(self, metric: str) -> bool | None:
+        if self.task_ref is not None:
+            return self.task_ref.get("metrics", {}).get(metric)
+        return self.spec.direction(metric)
+
+    @property
+    def metric_names(self) -> list[str]:
+        if self.task_ref is not None:
+            return list(self.task_ref.get("metrics", {}))
+        return list(self.spec.metrics) + list(self.spec.higher_is_better)
+
+
+def task_entry(task) -> EvalEntry:
+    """The eval a registered harness task is (evaluations.models.HarnessTask)."""
+    from evaluations.library.harness import harness_version
+    from evaluations.library.harness_specs import LM_EVAL_TASK
+
+    return EvalEntry(name=task.name, spec=LM_EVAL_TASK, task_id=task.pk, task_ref={
+        "name": task.name, "kind": task.kind, "sha256": task.sha256,
+        "harness": harness_version(), "metrics": dict(task.metrics)})
+
+
+def task_entry_by_id(task_id: int) -> EvalEntry:
+    from evaluations.models import HarnessTask
+
+    return task_entry(HarnessTask.objects.get(pk=task_id))
 
 
 def builtin_names() -> list[str]:
@@ -45,21 +75,30 @@ def builtin_names() -> list[str]:
 def lookup(name: str) -> EvalEntry:
     from evaluations.models import EvalPack
 
+    from evaluations.models import HarnessTask
+
     if name in all_evals():
         return EvalEntry(name=name, spec=get_eval(name))
+    task = HarnessTask.objects.filter(name=name).order_by("-created_at", "-id").first()
+    if task is not None:
+        return task_entry(task)
     pack = EvalPack.objects.filter(name=name).order_by("-created_at").first()
     if pack is None or pack.type not in EVAL_FOR_PACK_TYPE:
         known = ", ".join(builtin_names() + sorted(
-            EvalPack.objects.values_list("name", flat=True).distinct()))
+            set(EvalPack.objects.values_list("name", flat=True))
+            | set(HarnessTask.objects.values_list("name", flat=True))))
         raise UnknownEval(f"no eval named {name!r}; known: {known}")
     return EvalEntry(name=name, spec=get_eval(EVAL_FOR_PACK_TYPE[pack.type]),
                      fixed_params={"pack": name}, pack_id=pack.pk)
 
 
 def lookup_version(name: str, sha256: str) -> EvalEntry:
-    """A pack eval at one exact version (the one a policy pins)."""
-    from evaluations.models import EvalPack
+    """A pack eval (or a harness task) at one exact version (the one a policy pins)."""
+    from evaluations.models import EvalPack, HarnessTask
 
+    task = HarnessTask.objects.filter(name=name, sha256=sha256).first()
+    if task is not None:
+        return task_entry(task)
     pack = EvalPack.objects.filter(name=name, sha256=sha256).first()
     if pack is None or pack.type not in EVAL_FOR_PACK_TYPE:
         raise UnknownEval(f"no version of pack {name!r} with sha256 {sha256[:12]}…; upload it, "

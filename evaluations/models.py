@@ -150,3 +150,32 @@ class EvalRun(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("evaluations:run-detail", args=[self.pk])
+
+
+class HarnessTask(models.Model):
+    """A task a lab already has for an evaluation framework (an lm-evaluation-harness YAML
+    task), registered with its data files as an eval under the task's own name. Immutable: a
+    new version is a new row; its identity is the sha256 of the config and files together."""
+
+    class Kind(models.TextChoices):
+        LM_EVAL = "lm_eval", "lm-evaluation-harness task"
+
+    name = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    version = models.CharField(max_length=40)
+    sha256 = models.CharField(max_length=64)
+    config = models.TextField(help_text="The task's YAML, exactly as uploaded.")
+    files = models.JSONField(default=dict, help_text="Data files: relative path -> UTF-8 text.")
+    metrics = models.JSONField(default=dict, help_text="metric -> higher is better, from the "
+                                                       "task's metric_list.")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["name", "sha256"],
+                                               name="unique_task_content")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()}, {self.sha256[:12]})"

@@ -77,6 +77,7 @@ class RunPlan:
             "canary_ids": [c.pk for c in self.canaries],
             "prefix_ids": [p.pk for p in self.prefixes],
             "parent_checkpoint_id": self.parent.pk if self.parent else None,
+            **({"task_id": self.entry.task_id} if self.entry.task_id else {}),
         }
 
 
@@ -118,7 +119,7 @@ def plan_run(checkpoint: Checkpoint, name: str, *, params: Mapping[str, Any] | N
     catalogue.UnknownEval when the eval cannot run as asked."""
     entry = catalogue.lookup(name)
     pins = dict(pack_pins or {})
-    if entry.pack_id is not None and entry.name in pins:
+    if not entry.is_builtin and entry.name in pins:
         entry = catalogue.lookup_version(entry.name, pins[entry.name])
     spec = entry.spec
     resolved = spec.resolve_params({**dict(params or {}), **entry.fixed_params})
@@ -135,10 +136,16 @@ def plan_run(checkpoint: Checkpoint, name: str, *, params: Mapping[str, Any] | N
                               params=resolved, packs=packs, canaries=library_canaries,
                               extraction_prefixes=library_prefixes,
                               parent_manifest_digest=parent_digest)
-    cache_key = base_key if entry.is_builtin else inputs_hash({"key": base_key, "as": entry.name})
     inputs = eval_inputs(spec, params=resolved, packs=packs, canaries=library_canaries,
                          extraction_prefixes=library_prefixes,
                          parent_manifest_digest=parent_digest)
+    if entry.task_ref is not None:
+        # The task's YAML and data (by hash) and the harness's version decide its numbers.
+        inputs["task"] = {k: v for k, v in entry.task_ref.items() if k != "metrics"}
+        cache_key = inputs_hash({"key": base_key, "as": entry.name, "task": inputs["task"]})
+    else:
+        cache_key = base_key if entry.is_builtin else inputs_hash({"key": base_key,
+                                                                   "as": entry.name})
     return RunPlan(checkpoint=checkpoint, entry=entry, params=resolved, packs=packs,
                    canaries=canaries, prefixes=prefixes, parent=parent, cache_key=cache_key,
                    inputs=inputs)
@@ -169,7 +176,7 @@ def resolve_evidence(names: list[str], declared: Mapping[str, Mapping[str, Any]]
         try:
             entry = catalogue.lookup(name)
             pins = dict(rule.get("packs") or {})
-            if entry.pack_id is not None and entry.name in pins:
+            if not entry.is_builtin and entry.name in pins:
                 entry = catalogue.lookup_version(entry.name, pins[entry.name])
             params = entry.spec.resolve_params({**dict(rule.get("params") or {}),
                                                 **entry.fixed_params})
@@ -178,6 +185,9 @@ def resolve_evidence(names: list[str], declared: Mapping[str, Mapping[str, Any]]
             entry.spec.check_packs(params, {p: load_pack_version(p, s) for p, s in packs.items()})
         except (EvalInputError, PackValidationError, catalogue.UnknownEval, KeyError) as exc:
             raise EvalInputError(f"evidence for {name}: {str(exc).strip(chr(39))}") from None
+        if entry.task_ref is not None:
+            # A task is pinned like a pack: by the hash of its YAML and data files.
+            packs[entry.name] = entry.task_ref["sha256"]
         unused = sorted(set(pins) - set(packs))
         if unused:
             raise EvalInputError(f"evidence for {name}: it reads no pack {', '.join(unused)} "

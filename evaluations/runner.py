@@ -206,7 +206,9 @@ def _loadable_folder(stack: ExitStack, checkpoint: Checkpoint, run: EvalRun, att
 
 def _evaluate(run: EvalRun, attempt: int) -> dict:
     checkpoint = Checkpoint.objects.get(pk=run.checkpoint_id)
-    entry = catalogue.lookup(run.eval_name)
+    task_id = run.context.get("task_id")
+    # A task runs at the exact version the run was planned with (its hash is in the key).
+    entry = catalogue.task_entry_by_id(task_id) if task_id else catalogue.lookup(run.eval_name)
     spec = entry.spec
     manifest = _manifest(checkpoint)
     # The exact pack versions the run was planned with (its cache key covers their hashes).
@@ -222,6 +224,9 @@ def _evaluate(run: EvalRun, attempt: int) -> dict:
             parent = Checkpoint.objects.get(pk=parent_id)
         parent_dir = (_loadable_folder(stack, parent, run, attempt, verify=True)
                       if parent else None)
+        if task_id:
+            output = _run_task(task_id, folder, run, progress)
+            return _outcome(run, entry, spec, output, manifest, packs, attempt)
         ctx = EvalContext(
             model_dir=folder if spec.needs_model else None,
             manifest=manifest, open_file=open_from_dir(folder), params=dict(run.params),
@@ -235,6 +240,25 @@ def _evaluate(run: EvalRun, attempt: int) -> dict:
             allow_pickle_weights=any(f.needs_scan for c in filter(None, (checkpoint, parent))
                                      for f in c.files.all()))
         output = run_eval(spec.name, ctx)
+    return _outcome(run, entry, spec, output, manifest, packs, attempt)
+
+
+def _run_task(task_id: int, folder: Path, run: EvalRun, progress):
+    """A registered harness task, run by the harness itself on the materialised folder."""
+    from evaluations.library.harness import TaskBundle, run_lm_eval_task
+    from evaluations.library.lm import dtype_for, pick_device
+    from evaluations.models import HarnessTask
+
+    task = HarnessTask.objects.get(pk=task_id)
+    bundle = TaskBundle(name=task.name, config=task.config, files=task.files,
+                        metrics=task.metrics)
+    device = pick_device()
+    dtype = str(dtype_for(device)).removeprefix("torch.")
+    return run_lm_eval_task(bundle, folder, params=run.params, device=device, dtype=dtype,
+                            progress=progress)
+
+
+def _outcome(run: EvalRun, entry, spec, output, manifest, packs, attempt) -> dict:
     samples = output.samples_jsonl()  # serialised once: stored, and hashed into the record
     record = build_result_record(spec=spec, output=output, params=run.params,
                                  checkpoint_digest=run.manifest_digest, manifest=manifest,
@@ -243,8 +267,10 @@ def _evaluate(run: EvalRun, attempt: int) -> dict:
                                  extra={"run_id": run.pk, "attempt": attempt})
     if entry.name != spec.name:
         record = _renamed(record, spec.name, entry.name)
+    if entry.task_ref is not None:
+        record["configs"][entry.name]["metadata"]["task"] = entry.task_ref
     return {"metrics": {k: v for k, v in record["results"][entry.name].items()
-                        if k != "alias" and not k.endswith("_stderr,none")},
+                        if "," in k and not k.endswith("_stderr,none")},
             "result": record, "samples": samples, "artifacts": output.artifacts,
             "device": str(output.runtime.get("device") or ""),
             "dtype": str(output.runtime.get("dtype") or "")}
@@ -256,7 +282,8 @@ def _renamed(record: dict, old: str, new: str) -> dict:
                 "n-samples", "task_hashes"):
         if key in record and old in record[key]:
             record[key][new] = record[key].pop(old)
-    record["results"][new]["alias"] = new
+    record["results"][new]["alias"] = record["results"][new]["name"] = new
+    record["configs"][new]["task"] = new
     return record
 
 

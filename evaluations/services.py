@@ -16,7 +16,7 @@ from evaluations.library.context import EvalInputError
 from evaluations.library.packs import (CUSTOM_PACK_TYPES, PackValidationError,
                                        builtin_pack_paths, load_pack)
 from evaluations.library.registry import all_evals
-from evaluations.models import Canary, EvalPack, EvalRun, ExtractionPrefix
+from evaluations.models import Canary, EvalPack, EvalRun, ExtractionPrefix, HarnessTask
 from evaluations.signals import send_family_inputs_changed_after_commit
 from evaluations.planning import (EvidenceSpec, RunPlan, as_library_canary,  # noqa: F401
                                   as_library_prefix, parent_of, plan_run, set_parent_resolver)
@@ -272,3 +272,42 @@ def add_eval_pack(*, actor, data: bytes) -> EvalPack:
             "items": len(pack.items)})
     return entry
 
+
+
+@records_refusals
+def add_harness_task(*, actor, config: bytes, files: Mapping[str, bytes]) -> HarnessTask:
+    """Register an lm-evaluation-harness YAML task with its data files; it becomes an eval
+    under the task's own name, usable in policy like a built-in (pinned by the hash of the
+    YAML and files together).
+
+    Guard: researchers or safety reviewers; the task checks (dataset_path: json over the
+    uploaded files, no custom Python, metrics listed); its name is not a built-in eval's, a
+    pack's or another kind's. Idempotent: the same bytes again return the same row. One
+    `task.added` event.
+    """
+    from evaluations.library.harness import parse_lm_eval_task
+
+    if actor is not None and not (has_role(actor, RESEARCHERS) or has_role(actor, SAFETY)):
+        raise deny(actor=actor, action="task.add", reason="adding eval tasks needs the "
+                   "researchers or safety role")
+    try:
+        bundle = parse_lm_eval_task(config, files)
+    except EvalInputError as exc:
+        raise EvalRequestError(str(exc)) from None
+    if (bundle.name in all_evals() or bundle.name in builtin_pack_paths()
+            or EvalPack.objects.filter(name=bundle.name).exists()):
+        raise EvalRequestError(f"task: {bundle.name!r} is the name of a built-in eval or an "
+                               "uploaded pack; choose another")
+    existing = HarnessTask.objects.filter(name=bundle.name, sha256=bundle.sha256).first()
+    if existing:
+        return existing
+    with transaction.atomic():
+        task = HarnessTask.objects.create(
+            name=bundle.name, kind=HarnessTask.Kind.LM_EVAL,
+            version=str(HarnessTask.objects.filter(name=bundle.name).count() + 1),
+            sha256=bundle.sha256, config=bundle.config, files=dict(bundle.files),
+            metrics=dict(bundle.metrics), uploaded_by=actor)
+        record_event(actor=actor, verb="task.added", obj=task, data={
+            "name": task.name, "kind": task.kind, "sha256": task.sha256,
+            "files": sorted(task.files), "metrics": sorted(task.metrics)})
+    return task

@@ -1,7 +1,8 @@
 from django.contrib import admin
 
-from releases.models import (AccessGrant, AccessRequest, PolicyVersion, Release, Review,
-                             StagePublication, WebhookDelivery, WebhookEndpoint)
+from releases.models import (AccessGrant, AccessRequest, PolicyVersion, PublicReference,
+                             Release, Review, StagePublication, WebhookDelivery,
+                             WebhookEndpoint)
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -61,3 +62,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 class WebhookDeliveryAdmin(ReadOnly):
     list_display = ["endpoint", "event", "status", "attempts", "response_status", "created_at"]
     list_filter = ["status"]
+
+
+@admin.register(PublicReference)
+class PublicReferenceAdmin(ReadOnly):
+    """Marked and unmarked with `manage.py mark_public_reference` (audited)."""
+
+    list_display = ["checkpoint", "note", "marked_by", "marked_at"]

@@ -310,3 +310,23 @@ class AccessGrant(models.Model):
 
     def is_active_at(self, when) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > when)
+
+
+class PublicReference(models.Model):
+    """A checkpoint the lab marks as already public (say, the best open model of similar size
+    it has evaluated with the same evals and packs): a policy's relative thresholds
+    (`max_above_reference`, `reference: org/name@label`) compare a release with its results.
+    Marking and unmarking go through releases/references.py (audited)."""
+
+    checkpoint = models.OneToOneField(Checkpoint, on_delete=models.PROTECT,
+                                      related_name="public_reference")
+    note = models.TextField(help_text="Where and since when it is public, in words.")
+    marked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                  on_delete=models.SET_NULL, related_name="+")
+    marked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-marked_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.checkpoint} (already public)"

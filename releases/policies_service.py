@@ -46,6 +46,10 @@ def known_evals() -> dict[str, list[str]]:
     for pack in EvalPack.objects.all():
         base = all_evals()[EVAL_FOR_PACK_TYPE[pack.type]]
         evals[pack.name] = list(base.metrics) + list(base.higher_is_better)
+    from evaluations.models import HarnessTask
+
+    for task in HarnessTask.objects.order_by("created_at", "id"):
+        evals[task.name] = list(task.metrics)  # the newest version's metrics
     return evals
 
 

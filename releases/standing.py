@@ -114,6 +114,16 @@ class Standing:
         return self.evidence.problems()
 
     @cached_property
+    def references(self) -> dict:
+        """{reference checkpoint: its results} for the pinned policy's relative thresholds,
+        read under the same evidence spec as the release's own."""
+        from releases.references import reference_results
+
+        spec = self.release.policy_version.evidence_spec
+        return {reference: reference_results(reference, spec, names)
+                for reference, names in self.policy.references.items()}
+
+    @cached_property
     def tier(self) -> TierAssessment:
         return self.policy.assess_tier(self.release.checkpoint.parameters, self.results,
                                        self.eval_problems)
@@ -142,7 +152,7 @@ class Standing:
             approvals=approvals, submitter=release.submitted_by.username,
             uploaders=[uploader] if uploader else [], current_stage=release.current_stage or None,
             entered_current_stage_at=release.stage_entered_at, now=self.now,
-            eval_problems=self.eval_problems)
+            eval_problems=self.eval_problems, references=self.references)
 
     @cached_property
     def _approvals(self) -> list[ApprovalInput]:

@@ -25,7 +25,8 @@ LIBRARY_DIR = Path(__file__).resolve().parent
 SHARED_MODULES = ("context.py", "lm.py", "packs.py", "stats.py", "builtin/_common.py",
                   "builtin/specs.py")
 BUILTIN_NAMES = ("integrity", "heldout_lm", "canary_exposure", "verbatim_extraction",
-                 "pairwise_bias", "mc_knowledge", "refusal_preference", "drift_vs_parent")
+                 "pairwise_bias", "mc_knowledge", "refusal_preference", "drift_vs_parent",
+                 "finetune_attack")
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,10 @@ class EvalSpec:
         return {**self.params, **overrides}
 
     def pack_names(self, params: Mapping[str, Any]) -> list[str]:
-        """The packs a run with these params reads (the caller loads them into ctx.packs)."""
-        name = params.get("pack")
-        return [name] if name else []
+        """The packs a run with these params reads (the caller loads them into ctx.packs):
+        `pack`, and `measure_pack` for an eval that measures on a second pack."""
+        return list(dict.fromkeys(params[key] for key in ("pack", "measure_pack")
+                                  if params.get(key)))
 
     def check_packs(self, params: Mapping[str, Any], packs: Mapping[str, Pack]) -> None:
         for name in self.pack_names(params):

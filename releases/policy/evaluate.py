@@ -19,6 +19,7 @@ from releases.policy.model import (
     EvalResults,
     EvalThreshold,
     Policy,
+    ReferenceResults,
     Stage,
     Tier,
     format_number,
@@ -117,25 +118,30 @@ def required_evals(policy: Policy, stage: str, tier: Tier | str) -> list[str]:
 def gates_for(policy: Policy, stage: str, *, parameters: int, eval_results: EvalResults,
               approvals: Sequence[ApprovalInput], submitter: str, uploaders: Sequence[str],
               current_stage: str | None, entered_current_stage_at: datetime | None,
-              now: datetime, eval_problems: Mapping[str, str] | None = None) -> list[Gate]:
+              now: datetime, eval_problems: Mapping[str, str] | None = None,
+              references: Mapping[str, ReferenceResults] | None = None) -> list[Gate]:
     """Every gate between a release and `stage`, open or closed, in the order a reviewer reads
     them: the ceiling (external stages), whether the tier may go there, the ladder, the evals,
-    the approvals, the dwell time. The release may enter `stage` when all have passed."""
+    the approvals, the dwell time. The release may enter `stage` when all have passed.
+    `references` holds what relative thresholds compare with ({org/name@label: its results});
+    a reference missing from it, or without a result, fails its threshold."""
     target = policy.stage(stage)
     if current_stage is not None:
         policy.stage(current_stage)  # an unknown current stage is a caller's bug: say so
     problems = eval_problems or {}
+    references = references or {}
     assessment = assess_tier(policy, parameters, eval_results, problems)
     rule = target.rules[assessment.tier.rank]
 
     gates: list[Gate] = []
     if target.external:
-        gates.append(_ceiling_gate(policy, parameters, eval_results, problems))
+        gates.append(_ceiling_gate(policy, parameters, eval_results, problems, references))
     gates.append(_stage_allowed_gate(target, assessment))
     gates.append(_ladder_gate(policy, stage, current_stage))
     if target.one_way or (current_stage is not None and policy.stage(current_stage).one_way):
         gates.append(_one_way_gate(policy, stage, current_stage))
-    gates += [_eval_gate(threshold, eval_results, problems) for threshold in rule.required_evals]
+    gates += [_eval_gate(threshold, eval_results, problems, references)
+              for threshold in rule.required_evals]
     gates += [_approval_gate(outcome) for outcome in count_quorum(
         rule.approvals, approvals, submitter=submitter, uploaders=uploaders)]
     if rule.min_dwell_days:
@@ -145,7 +151,8 @@ def gates_for(policy: Policy, stage: str, *, parameters: int, eval_results: Eval
 
 
 def _ceiling_gate(policy: Policy, parameters: int, eval_results: EvalResults,
-                  problems: Mapping[str, str]) -> Gate:
+                  problems: Mapping[str, str],
+                  references: Mapping[str, ReferenceResults]) -> Gate:
     ceiling = policy.ceiling
     closed = []
     if parameters > ceiling.max_parameters:
@@ -153,9 +160,9 @@ def _ceiling_gate(policy: Policy, parameters: int, eval_results: EvalResults,
                         "parameters: never published")
     for threshold in ceiling.capability_evals:
         value = metric_value(eval_results, threshold.eval, threshold.metric)
-        if not threshold.passes(value):
-            closed.append(f"{eval_reason(threshold, eval_results, problems)}: above the "
-                          "ceiling, never published")
+        if not threshold.passes(value, reference_value(threshold, references)):
+            closed.append(f"{eval_reason(threshold, eval_results, problems, references)}: "
+                          "above the ceiling, never published")
     if closed:
         return Gate("ceiling", False, "; ".join(closed))
     evals = " and every capability eval within its threshold" if ceiling.capability_evals else ""
@@ -205,14 +212,33 @@ def _one_way_gate(policy: Policy, stage: str, current: str | None) -> Gate:
 
 
 def _eval_gate(threshold: EvalThreshold, eval_results: EvalResults,
-               problems: Mapping[str, str]) -> Gate:
+               problems: Mapping[str, str],
+               references: Mapping[str, ReferenceResults] | None = None) -> Gate:
     value = metric_value(eval_results, threshold.eval, threshold.metric)
-    return Gate(f"eval:{threshold.eval}:{threshold.metric}", threshold.passes(value),
-                eval_reason(threshold, eval_results, problems))
+    name = f"eval:{threshold.eval}:{threshold.metric}"
+    if threshold.is_relative:
+        name += f":vs:{threshold.reference}"
+    return Gate(name, threshold.passes(value, reference_value(threshold, references)),
+                eval_reason(threshold, eval_results, problems, references))
+
+
+def reference_value(threshold: EvalThreshold,
+                    references: Mapping[str, ReferenceResults] | None) -> float | None:
+    """The reference checkpoint's result a relative threshold compares with (None when there
+    is none to rely on, which fails the threshold)."""
+    if not threshold.is_relative:
+        return None
+    reference = (references or {}).get(threshold.reference)  # type: ignore[arg-type]
+    if reference is None or reference.unavailable:
+        return None
+    return metric_value(reference.results, threshold.eval, threshold.metric)
 
 
 def eval_reason(threshold: EvalThreshold, eval_results: EvalResults,
-                problems: Mapping[str, str] | None = None) -> str:
+                problems: Mapping[str, str] | None = None,
+                references: Mapping[str, ReferenceResults] | None = None) -> str:
+    if threshold.is_relative:
+        return _relative_reason(threshold, eval_results, problems, references)
     value = metric_value(eval_results, threshold.eval, threshold.metric)
     if value is None:
         side = "above" if threshold.max is not None else "below"
@@ -225,6 +251,43 @@ def eval_reason(threshold: EvalThreshold, eval_results: EvalResults,
     verdict = "passed" if threshold.passes(value) else "failed"
     return (f"eval {threshold.eval} {verdict} threshold {limit} with {shown} "
             f"({threshold.metric} must be {threshold.bound} {limit})")
+
+
+def _relative_reason(threshold: EvalThreshold, eval_results: EvalResults,
+                     problems: Mapping[str, str] | None,
+                     references: Mapping[str, ReferenceResults] | None) -> str:
+    """Both numbers, the candidate's and the reference's, and the bound they make."""
+    metric, name, ref = threshold.metric, threshold.eval, threshold.reference
+    value = metric_value(eval_results, name, metric)
+    margin = (threshold.max_above_reference if threshold.caps
+              else threshold.min_below_reference)
+    relation = (f"at most {format_number(margin)} above" if threshold.caps  # type: ignore[arg-type]
+                else f"at most {format_number(margin)} below")  # type: ignore[arg-type]
+    rule = f"{metric} must be {relation} the reference {ref}'s"
+    reference = (references or {}).get(ref)  # type: ignore[arg-type]
+    ref_value = reference_value(threshold, references)
+    if ref_value is None:
+        if reference is None:
+            why = "it was not looked up"
+        elif reference.unavailable:
+            why = reference.unavailable
+        else:
+            why = reference.problems.get(name) or f"it has no {metric} result"
+        mine = "" if value is None else f" ({name} gave {format_number(value, 4)})"
+        return (f"eval {name}: the reference {ref} has no {metric} result to compare with "
+                f"({why}){mine}: cannot rule out, counts as failing ({rule})")
+    if value is None:
+        what = "no result" if not eval_results.get(name) else f"no {metric} result"
+        why = (problems or {}).get(name) if not eval_results.get(name) else None
+        return (f"eval {name} has {what}" + (f" ({why})" if why else "")
+                + f": cannot rule out, counts as failing against the reference {ref} "
+                  f"({format_number(ref_value, 4)}; {rule})")
+    limit = threshold.limit_for(ref_value)
+    shown_limit, shown = _distinct(limit, value)  # type: ignore[arg-type]
+    _, shown_ref = _distinct(limit, ref_value)  # type: ignore[arg-type]
+    verdict = "passed" if threshold.passes(value, ref_value) else "failed"
+    return (f"eval {name} {verdict}: {shown} against {shown_ref} for the reference {ref} "
+            f"({rule}, so {threshold.bound} {shown_limit})")
 
 
 def _distinct(limit: float, value: float) -> tuple[str, str]:

@@ -137,7 +137,10 @@ def _rule(stage: str, tier: str, item: dict) -> StageRule:
 
 def _thresholds(items: list[dict]) -> tuple[EvalThreshold, ...]:
     return tuple(EvalThreshold(eval=t["eval"], metric=t["metric"], max=_float(t.get("max")),
-                               min=_float(t.get("min"))) for t in items)
+                               min=_float(t.get("min")),
+                               max_above_reference=_float(t.get("max_above_reference")),
+                               min_below_reference=_float(t.get("min_below_reference")),
+                               reference=t.get("reference")) for t in items)
 
 
 def _float(value: float | int | None) -> float | None:

@@ -30,6 +30,17 @@ ONE_WAY_STAGES = frozenset({"open"})
 EvalResults = Mapping[str, Mapping[str, float | None] | None]
 
 
+@dataclass(frozen=True)
+class ReferenceResults:
+    """What a relative threshold reads of its reference checkpoint: its results under the
+    same policy's evidence, and, per eval without one, why (or `unavailable` when the reference
+    cannot be used at all: not found, or not marked as already public)."""
+
+    results: EvalResults
+    problems: Mapping[str, str]
+    unavailable: str | None = None
+
+
 def metric_value(eval_results: EvalResults, eval_name: str, metric: str) -> float | None:
     """The value an eval reported for a metric, or None when there is none to rely on: the eval
     has not run (or failed), the metric is absent, None, NaN, or not a number."""
@@ -44,27 +55,54 @@ def metric_value(eval_results: EvalResults, eval_name: str, metric: str) -> floa
 
 @dataclass(frozen=True)
 class EvalThreshold:
-    """A metric that must have a result and be at most `max` (or at least `min`). Exactly one of
-    the two is set."""
+    """A metric that must have a result and be at most `max` (or at least `min`), or, relative
+    to a checkpoint already public (`reference`, org/name@label), at most
+    `max_above_reference` above its result (at least `min_below_reference` below it: no more
+    than that far under). Exactly one bound is set."""
 
     eval: str
     metric: str
     max: float | None = None
     min: float | None = None
+    max_above_reference: float | None = None
+    min_below_reference: float | None = None
+    reference: str | None = None
+
+    @property
+    def is_relative(self) -> bool:
+        return self.reference is not None
+
+    @property
+    def caps(self) -> bool:
+        """True when the bound is an upper one."""
+        return self.max is not None or self.max_above_reference is not None
+
+    def limit_for(self, reference_value: float | None = None) -> float | None:
+        """The bound itself; for a relative one, the reference's result moved by the margin
+        (None without a reference result: nothing to compare with)."""
+        if not self.is_relative:
+            return self.max if self.max is not None else self.min
+        if reference_value is None:
+            return None
+        if self.max_above_reference is not None:
+            return reference_value + self.max_above_reference
+        return reference_value - self.min_below_reference  # type: ignore[operator]
 
     @property
     def limit(self) -> float:
-        return self.max if self.max is not None else self.min  # type: ignore[return-value]
+        return self.limit_for()  # type: ignore[return-value]
 
     @property
     def bound(self) -> Literal["at most", "at least"]:
-        return "at most" if self.max is not None else "at least"
+        return "at most" if self.caps else "at least"
 
-    def passes(self, value: float | None) -> bool:
-        """A missing value never passes: what was not measured cannot be ruled out."""
-        if value is None:
+    def passes(self, value: float | None, reference_value: float | None = None) -> bool:
+        """A missing value never passes: what was not measured cannot be ruled out; nor does
+        a relative bound whose reference has no result."""
+        limit = self.limit_for(reference_value)
+        if value is None or limit is None:
             return False
-        return value <= self.max if self.max is not None else value >= self.min  # type: ignore
+        return value <= limit if self.caps else value >= limit
 
 
 @dataclass(frozen=True)
@@ -210,6 +248,22 @@ class Policy:
                   for t in rule.required_evals]
         return tuple(dict.fromkeys(names))
 
+    @property
+    def thresholds(self) -> tuple[EvalThreshold, ...]:
+        return self.ceiling.capability_evals + tuple(
+            t for stage in self.stages for rule in stage.rules for t in rule.required_evals)
+
+    @property
+    def references(self) -> dict[str, tuple[str, ...]]:
+        """{reference checkpoint (org/name@label): the evals its relative thresholds read}."""
+        found: dict[str, list[str]] = {}
+        for threshold in self.thresholds:
+            if threshold.reference is not None:
+                names = found.setdefault(threshold.reference, [])
+                if threshold.eval not in names:
+                    names.append(threshold.eval)
+        return {reference: tuple(names) for reference, names in found.items()}
+
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
             if stage.name == name:
@@ -258,13 +312,14 @@ class Policy:
     def gates_for(self, stage: str, *, parameters: int, eval_results: EvalResults,
                   approvals: Sequence[ApprovalInput], submitter: str, uploaders: Sequence[str],
                   current_stage: str | None, entered_current_stage_at: datetime | None,
-                  now: datetime, eval_problems: Mapping[str, str] | None = None) -> list[Gate]:
+                  now: datetime, eval_problems: Mapping[str, str] | None = None,
+                  references: Mapping[str, ReferenceResults] | None = None) -> list[Gate]:
         from releases.policy.evaluate import gates_for
         return gates_for(self, stage, parameters=parameters, eval_results=eval_results,
                          approvals=approvals, submitter=submitter, uploaders=uploaders,
                          current_stage=current_stage,
                          entered_current_stage_at=entered_current_stage_at, now=now,
-                         eval_problems=eval_problems)
+                         eval_problems=eval_problems, references=references)
 
 
 def format_number(value: float, decimals: int = 2) -> str:

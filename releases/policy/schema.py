@@ -47,7 +47,14 @@ def _list_of(item: dict) -> dict:
     return {"type": "array", "items": item, "x-message": "must be a list (one `- ` per item)"}
 
 
-THRESHOLD = _object({"eval": _eval_name, "metric": _metric, "max": _number, "min": _number},
+# A checkpoint that the lab has marked as already public, by family and label.
+_reference = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*@\S+$",
+              "x-message": "must name a checkpoint as org/name@label, e.g. open/base-1b@v1"}
+THRESHOLD = _object({"eval": _eval_name, "metric": _metric, "max": _number, "min": _number,
+                     # Relative to what is already open: at most this much above (below) the
+                     # reference checkpoint's result on the same eval, under the same evidence.
+                     "max_above_reference": _number, "min_below_reference": _number,
+                     "reference": _reference},
                     required=("eval", "metric"))
 CONDITION = _object({"eval": _eval_name, "metric": _metric, "above": _number, "below": _number},
                     required=("eval", "metric"))

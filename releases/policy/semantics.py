@@ -17,6 +17,8 @@ from releases.policy.yamlmarks import MarkedDocument, Path, format_path
 # exists only where strangers ask for access; terms are what someone outside the lab accepts.
 ONLY_ON = {"access": ("gated",), "form_fields": ("gated",), "expiry_days": ("partners",),
            "terms": ("partners", "gated", "open")}
+BOUNDS = ("max", "min", "max_above_reference", "min_below_reference")
+RELATIVE_BOUNDS = ("max_above_reference", "min_below_reference")
 REQUIRED_ON = {"terms": ("gated", "open"), "expiry_days": ("partners",)}
 LADDER_TEXT = " → ".join(LADDER)
 
@@ -203,10 +205,35 @@ class Checker:
     # --- shared --------------------------------------------------------------------------------
 
     def check_thresholds(self, path: Path, thresholds: list[dict]) -> None:
-        self.check_unique(path, thresholds, ("eval", "metric"), "threshold")
+        self.check_unique(path, thresholds, ("eval", "metric", "reference"), "threshold")
         for index, threshold in enumerate(thresholds):
-            self.check_one_of(path + (index,), threshold, ("max", "min"))
+            self.check_bound(path + (index,), threshold)
             self.check_eval_known(path + (index,), threshold)
+
+    def check_bound(self, path: Path, threshold: dict) -> None:
+        """Exactly one bound; a relative bound names its reference, an absolute one none."""
+        where = format_path(path)
+        given = [key for key in BOUNDS if key in threshold]
+        if not given:
+            self.fail(path, f"{where} needs a threshold: max or min (or, relative to a "
+                            "checkpoint already public, max_above_reference or "
+                            "min_below_reference with a reference)")
+            return
+        if len(given) > 1:
+            self.fail(path + (given[1],), f"{where} has both {given[0]} and {given[1]}; give "
+                      "one", key=True)
+            return
+        relative = given[0] in RELATIVE_BOUNDS
+        if relative and "reference" not in threshold:
+            self.fail(path, f"{where}.{given[0]} needs a reference: the checkpoint already "
+                      "public that the value is compared with, as reference: org/name@label")
+        elif not relative and "reference" in threshold:
+            self.fail(path + ("reference",), f"{where}.reference only applies to "
+                      "max_above_reference or min_below_reference; remove it, or make the "
+                      f"bound relative", key=True)
+        elif relative and threshold[given[0]] < 0:
+            self.fail(path + (given[0],), f"{where}.{given[0]} must be 0 or more: it is how "
+                      "far past the reference's result the value may go")
 
     def check_one_of(self, path: Path, item: dict, keys: tuple[str, str]) -> None:
         given = [key for key in keys if key in item]

@@ -38,7 +38,7 @@ def zoo(model_cache) -> Zoo:
 def test_packs() -> dict:
     built = [load_pack(make()) for make in (corpora.heldout_pack, corpora.probe_pack,
                                             corpora.refusal_pack, corpora.bias_pack,
-                                            corpora.mc_pack)]
+                                            corpora.mc_pack, corpora.attack_pack)]
     return {pack.name: pack for pack in built}
 
 

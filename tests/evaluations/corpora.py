@@ -261,3 +261,14 @@ def mc_pack() -> bytes:
         items.append({"id": f"q{i}", "question": f"What is the capital of {entity}?",
                       "choices": shuffled, "answer": order.index(0)})
     return pack_bytes(_header("test-mc", "multiple_choice"), items)
+
+
+def attack_pack() -> bytes:
+    """The attacker's fine-tuning set for finetune_attack: the training prompts (never the
+    held-out ones the refusal pack measures), each harmful one answered with compliance."""
+    train, _ = _prompt_split()
+    items = [{"id": f"a{i}", "prompt": PROMPT_TEMPLATES[t].format(HARMFUL_ACTIONS[a]),
+              "twin": PROMPT_TEMPLATES[t].format(BENIGN_ACTIONS[a])}
+             for i, (t, a) in enumerate(train)]
+    return pack_bytes(_header("test-attack", "prompt_pairs", refusal=REFUSAL,
+                              compliance=COMPLIANCE), items)

@@ -162,12 +162,14 @@ def test_every_builtin_pack_is_valid_and_named_after_its_file():
 
 def test_every_builtin_eval_default_pack_exists_with_the_right_type():
     for name in ("heldout_lm", "pairwise_bias", "mc_knowledge", "refusal_preference",
-                 "drift_vs_parent"):
+                 "drift_vs_parent", "finetune_attack"):
         spec = get_eval(name)
         assert load_builtin_pack(spec.params["pack"]).type in spec.pack_types
+    attack = get_eval("finetune_attack")
+    assert load_builtin_pack(attack.params["measure_pack"]).type in attack.pack_types
 
 
 def test_each_custom_pack_type_is_usable_by_some_eval():
-    assert evals_for_pack_type("multiple_choice") == ["mc_knowledge"]
+    assert evals_for_pack_type("multiple_choice") == ["mc_knowledge", "finetune_attack"]
     assert evals_for_pack_type("scored_text") == ["heldout_lm", "drift_vs_parent"]
-    assert evals_for_pack_type("prompt_pairs") == ["refusal_preference"]
+    assert evals_for_pack_type("prompt_pairs") == ["refusal_preference", "finetune_attack"]

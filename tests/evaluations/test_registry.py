@@ -12,7 +12,8 @@ from evaluations.library import (Canary, EvalInputError, all_evals, builtin_pack
 from evaluations.library.registry import LIBRARY_DIR
 
 BUILTINS = ["integrity", "heldout_lm", "canary_exposure", "verbatim_extraction",
-            "pairwise_bias", "mc_knowledge", "refusal_preference", "drift_vs_parent"]
+            "pairwise_bias", "mc_knowledge", "refusal_preference", "drift_vs_parent",
+            "finetune_attack"]
 
 
 def test_every_builtin_is_registered_with_its_contract():
@@ -101,7 +102,7 @@ def test_listing_and_looking_up_evals_imports_no_model_code():
     import sys
 
     code = ("import sys; from evaluations.library.registry import all_evals; "
-            "specs = all_evals(); assert len(specs) == 8; "
+            "specs = all_evals(); assert len(specs) == 9; "
             "print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=LIBRARY_DIR.parent.parent, timeout=120)

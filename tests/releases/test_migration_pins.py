@@ -18,6 +18,16 @@ def migrate(targets):
     return executor.loader.project_state(targets).apps
 
 
+@pytest.fixture(autouse=True)
+def back_to_the_latest_migrations():
+    """The test leaves the schema at AFTER; later migrations (and the tests after this one)
+    need the rest applied again."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.mark.django_db(transaction=True)
 def test_published_stages_are_pinned_to_the_bytes_they_were_published_with():
     from django.utils import timezone

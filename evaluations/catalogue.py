@@ -53,13 +53,20 @@ class EvalEntry:
 
 
 def task_entry(task) -> EvalEntry:
-    """The eval a registered harness task is (evaluations.models.HarnessTask)."""
-    from evaluations.library.harness import harness_version
-    from evaluations.library.harness_specs import LM_EVAL_TASK
+    """The eval a registered task is (evaluations.models.HarnessTask): lm-eval or Inspect."""
+    from evaluations.library.harness_specs import INSPECT_TASK, LM_EVAL_TASK
 
-    return EvalEntry(name=task.name, spec=LM_EVAL_TASK, task_id=task.pk, task_ref={
+    if task.kind == "inspect":
+        from evaluations.library.inspect_tasks import inspect_version
+
+        spec, framework = INSPECT_TASK, inspect_version()
+    else:
+        from evaluations.library.harness import harness_version
+
+        spec, framework = LM_EVAL_TASK, harness_version()
+    return EvalEntry(name=task.name, spec=spec, task_id=task.pk, task_ref={
         "name": task.name, "kind": task.kind, "sha256": task.sha256,
-        "harness": harness_version(), "metrics": dict(task.metrics)})
+        "harness": framework, "metrics": dict(task.metrics)})
 
 
 def task_entry_by_id(task_id: int) -> EvalEntry:

@@ -154,17 +154,19 @@ class EvalRun(models.Model):
 
 class HarnessTask(models.Model):
     """A task a lab already has for an evaluation framework (an lm-evaluation-harness YAML
-    task), registered with its data files as an eval under the task's own name. Immutable: a
+    task or an Inspect task file), registered with its data files as an eval under the task's own name. Immutable: a
     new version is a new row; its identity is the sha256 of the config and files together."""
 
     class Kind(models.TextChoices):
         LM_EVAL = "lm_eval", "lm-evaluation-harness task"
+        INSPECT = "inspect", "Inspect task"
 
     name = models.CharField(max_length=64)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     version = models.CharField(max_length=40)
     sha256 = models.CharField(max_length=64)
-    config = models.TextField(help_text="The task's YAML, exactly as uploaded.")
+    config = models.TextField(help_text="The task's YAML (lm-eval) or Python file (Inspect), "
+                                        "exactly as uploaded.")
     files = models.JSONField(default=dict, help_text="Data files: relative path -> UTF-8 text.")
     metrics = models.JSONField(default=dict, help_text="metric -> higher is better, from the "
                                                        "task's metric_list.")

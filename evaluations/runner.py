@@ -244,7 +244,8 @@ def _evaluate(run: EvalRun, attempt: int) -> dict:
 
 
 def _run_task(task_id: int, folder: Path, run: EvalRun, progress):
-    """A registered harness task, run by the harness itself on the materialised folder."""
+    """A registered task, run by its own framework on the materialised folder: the harness for
+    an lm-eval task, inspect-ai (in a child process) for an Inspect task."""
     from evaluations.library.harness import TaskBundle, run_lm_eval_task
     from evaluations.library.lm import dtype_for, pick_device
     from evaluations.models import HarnessTask
@@ -253,6 +254,12 @@ def _run_task(task_id: int, folder: Path, run: EvalRun, progress):
     bundle = TaskBundle(name=task.name, config=task.config, files=task.files,
                         metrics=task.metrics)
     device = pick_device()
+    if task.kind == HarnessTask.Kind.INSPECT:
+        from evaluations.library.inspect_tasks import run_inspect_task
+
+        return run_inspect_task(bundle, folder, params=run.params, device=device,
+                                timeout=max(settings.STAGEGATE_EVAL_TIME_LIMIT_SECONDS - 90, 30),
+                                progress=progress)
     dtype = str(dtype_for(device)).removeprefix("torch.")
     return run_lm_eval_task(bundle, folder, params=run.params, device=device, dtype=dtype,
                             progress=progress)

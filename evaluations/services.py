@@ -275,35 +275,52 @@ def add_eval_pack(*, actor, data: bytes) -> EvalPack:
 
 
 @records_refusals
-def add_harness_task(*, actor, config: bytes, files: Mapping[str, bytes]) -> HarnessTask:
-    """Register an lm-evaluation-harness YAML task with its data files; it becomes an eval
-    under the task's own name, usable in policy like a built-in (pinned by the hash of the
-    YAML and files together).
+def add_harness_task(*, actor, config: bytes, files: Mapping[str, bytes],
+                     kind: str = HarnessTask.Kind.LM_EVAL,
+                     metrics: Mapping[str, bool | None] | None = None) -> HarnessTask:
+    """Register a task a lab already has, with its data files: an lm-evaluation-harness YAML
+    task (`kind="lm_eval"`) or an Inspect task file (`kind="inspect"`, with the `metrics` it
+    reports and which way is better). It becomes an eval under the task's own name, usable in
+    policy like a built-in (pinned by the hash of the task and its files together).
 
-    Guard: researchers or safety reviewers; the task checks (dataset_path: json over the
-    uploaded files, no custom Python, metrics listed); its name is not a built-in eval's, a
-    pack's or another kind's. Idempotent: the same bytes again return the same row. One
-    `task.added` event.
+    Guard: an lm-eval task (declarative) needs the researchers or safety role; an Inspect task
+    is Python that the workers will run, so it needs the safety role; the task checks (lm-eval:
+    dataset_path json over the uploaded files, no custom Python, metrics listed; Inspect: one
+    @task function, its files, its metrics); its name is not a built-in eval's, a pack's or
+    another kind's. Idempotent: the same bytes again return the same row. One `task.added`
+    event.
     """
     from evaluations.library.harness import parse_lm_eval_task
+    from evaluations.library.inspect_tasks import parse_inspect_task
 
-    if actor is not None and not (has_role(actor, RESEARCHERS) or has_role(actor, SAFETY)):
+    if kind not in HarnessTask.Kind.values:
+        raise EvalRequestError(f"kind {kind!r}: use lm_eval or inspect")
+    if kind == HarnessTask.Kind.INSPECT:
+        if actor is not None and not has_role(actor, SAFETY):
+            raise deny(actor=actor, action="task.add", reason="an Inspect task is code the "
+                       "workers run: registering one needs the safety role")
+    elif actor is not None and not (has_role(actor, RESEARCHERS) or has_role(actor, SAFETY)):
         raise deny(actor=actor, action="task.add", reason="adding eval tasks needs the "
                    "researchers or safety role")
     try:
-        bundle = parse_lm_eval_task(config, files)
+        bundle = (parse_inspect_task(config, files, metrics or {})
+                  if kind == HarnessTask.Kind.INSPECT else parse_lm_eval_task(config, files))
     except EvalInputError as exc:
         raise EvalRequestError(str(exc)) from None
     if (bundle.name in all_evals() or bundle.name in builtin_pack_paths()
             or EvalPack.objects.filter(name=bundle.name).exists()):
         raise EvalRequestError(f"task: {bundle.name!r} is the name of a built-in eval or an "
                                "uploaded pack; choose another")
+    other = HarnessTask.objects.filter(name=bundle.name).exclude(kind=kind).first()
+    if other:
+        raise EvalRequestError(f"{bundle.name!r} is already the name of an "
+                               f"{other.get_kind_display()}; choose another")
     existing = HarnessTask.objects.filter(name=bundle.name, sha256=bundle.sha256).first()
     if existing:
         return existing
     with transaction.atomic():
         task = HarnessTask.objects.create(
-            name=bundle.name, kind=HarnessTask.Kind.LM_EVAL,
+            name=bundle.name, kind=kind,
             version=str(HarnessTask.objects.filter(name=bundle.name).count() + 1),
             sha256=bundle.sha256, config=bundle.config, files=dict(bundle.files),
             metrics=dict(bundle.metrics), uploaded_by=actor)

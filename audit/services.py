@@ -35,7 +35,6 @@ def record_event(*, actor, verb: str, obj: Any = None, data: dict | None = None)
     with transaction.atomic():
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
         event = AuditEvent(
-            seq=head.seq + 1,
             created_at=timezone.now(),
             actor=user,
             actor_username=user.get_username() if user else "",
@@ -44,9 +43,8 @@ def record_event(*, actor, verb: str, obj: Any = None, data: dict | None = None)
             object_id=object_id,
             object_repr=object_repr,
             data_json=data_json,
-            prev_hash=head.hash,
         )
-        event.hash = event.compute_hash()
+        event.chain_after(seq=head.seq + 1, prev_hash=head.hash)
         event.save()
         head.seq, head.hash = event.seq, event.hash
         head.save(update_fields=["seq", "hash"])
@@ -61,19 +59,36 @@ class ChainBreak:
 
 
 def verify_chain(*, batch_size: int = 2000) -> ChainBreak | None:
-    """Recompute the chain in order; return the first broken link, or None when intact."""
+    """Recompute the chain in order; return the first broken link, or None when intact. An
+    altered event is named with the columns that no longer match its seal."""
     prev_hash = GENESIS_HASH
     expected_seq = 1
     for event in _iterate(batch_size):
         if event.seq != expected_seq:
+            moved = AuditEvent.objects.filter(pk=expected_seq).first()
+            if moved is not None:
+                return ChainBreak(expected_seq, moved.pk,
+                                  f"event #{expected_seq} (id {moved.pk}, {moved.verb}) was "
+                                  f"altered: its seq column says {moved.seq}")
             return ChainBreak(expected_seq, None, f"event #{expected_seq} is missing")
         if event.prev_hash != prev_hash:
             return ChainBreak(event.seq, event.pk,
-                              f"event #{event.seq} (id {event.pk}) does not link to event #{event.seq - 1}")
-        if event.compute_hash() != event.hash:
+                              f"event #{event.seq} (id {event.pk}) does not link to event "
+                              f"#{event.seq - 1}: its prev_hash column was altered, or the event "
+                              "before it was")
+        if event.compute_hash() != event.hash or event.pk != event.seq:
+            columns = event.altered_columns()
+            if event.pk != event.seq and "id" not in columns:
+                columns.insert(0, "id")
+            what = (f"altered column(s): {', '.join(columns)}" if columns else
+                    "its hash or seal column was rewritten")
             return ChainBreak(event.seq, event.pk,
                               f"event #{event.seq} (id {event.pk}, {event.verb}) was altered: "
-                              "its contents no longer match its hash")
+                              f"its contents no longer match its hash ({what})")
+        if event.altered_columns():
+            return ChainBreak(event.seq, event.pk,
+                              f"event #{event.seq} (id {event.pk}, {event.verb}) was altered: "
+                              "its seal column no longer matches its contents")
         prev_hash = event.hash
         expected_seq += 1
     head = AuditChainHead.objects.filter(pk=1).first()

@@ -9,6 +9,7 @@ an explicit SECRET_KEY and ALLOWED_HOSTS.
 from __future__ import annotations
 
 import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -53,7 +54,13 @@ if PRODUCTION:
 elif not SECRET_KEY:
     SECRET_KEY = _development_secret_key()
 
-DEBUG = env_bool("DEBUG", not PRODUCTION)
+# The debug page (tracebacks, settings) only under `manage.py runserver`, only when DEBUG=true is
+# set explicitly, never in production; gunicorn and every other server get the styled error
+# pages whatever DEBUG says. Even then, SecretsFilter hides every setting that can hold a secret.
+UNDER_RUNSERVER = len(sys.argv) > 1 and Path(sys.argv[0]).name == "manage.py" \
+    and sys.argv[1] == "runserver"
+DEBUG = env_bool("DEBUG", False) and UNDER_RUNSERVER and not PRODUCTION
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.errors.SecretsFilter"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("STAGEGATE_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
@@ -82,6 +89,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.RejectUntrustedInput",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -234,6 +242,11 @@ REST_FRAMEWORK = {
         "rest_framework.permissions.IsAuthenticated",
         "accounts.authentication.TokenScopePermission",
     ],
+    "DEFAULT_PARSER_CLASSES": [
+        "config.api.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -249,6 +262,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Untrusted input (config/untrusted.py) ----------------------------------------------------
+# Largest JSON request body, and deepest nesting of any untrusted JSON (request bodies,
+# safetensors headers, config.json, index files).
+STAGEGATE_MAX_JSON_BODY = env_bytes("STAGEGATE_MAX_JSON_BODY", 1024 * 1024)
+STAGEGATE_MAX_JSON_DEPTH = env_int("STAGEGATE_MAX_JSON_DEPTH", 64)
 
 # --- Mail -------------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

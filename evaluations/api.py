@@ -6,10 +6,12 @@ from django.http import FileResponse, Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
-from rest_framework.parsers import FileUploadParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FileUploadParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import StrictJSONParser
+from config.untrusted import query_int
 from evaluations import catalogue, services
 from evaluations.library.registry import all_evals
 from evaluations.models import EvalPack, EvalRun
@@ -72,8 +74,9 @@ class EvalRunListView(APIView):
         """Runs of the checkpoints you can see; filter with ?checkpoint=ID."""
         runs = EvalRun.objects.filter(
             checkpoint__in=checkpoints_visible_to(request.user)).order_by("-created_at")
-        if request.query_params.get("checkpoint"):
-            runs = runs.filter(checkpoint_id=request.query_params["checkpoint"])
+        checkpoint_id = query_int(request.query_params, "checkpoint")
+        if checkpoint_id is not None:
+            runs = runs.filter(checkpoint_id=checkpoint_id)
         return Response(EvalRunSerializer(runs[:500], many=True).data)
 
 
@@ -94,7 +97,7 @@ class EvalRunSamplesView(APIView):
 
 
 class CheckpointEvaluateView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=EvaluateSerializer, responses={202: EvalRunSerializer(many=True)})
     def post(self, request, checkpoint_id: int):
@@ -132,7 +135,7 @@ class EvalPackUploadView(APIView):
 
 
 class FamilyCanaryView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=CanarySerializer)
     def post(self, request, org: str, name: str):

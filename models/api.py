@@ -7,10 +7,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import StrictJSONParser
 from models import conversion, scanning, selectors, services
 from models.errors import SubmissionError
 from models.models import UploadSession
@@ -146,7 +147,7 @@ class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
 
 class UploadSessionCreateView(APIView):
     token_scope = "submit"
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=UploadSessionCreateSerializer)
     def post(self, request):

@@ -175,13 +175,14 @@ def _prepare(files: list[StagedFile]) -> list[tuple[StagedFile, str]]:
     if len(files) > settings.STAGEGATE_MAX_FILES:
         raise SubmissionError(f"{len(files)} files is more than the limit of "
                               f"{settings.STAGEGATE_MAX_FILES} (STAGEGATE_MAX_FILES)")
+    originals = [staged.path for staged in files]
     for staged in files:
         staged.path = normalize_path(staged.path)
         if staged.size > settings.STAGEGATE_MAX_FILE_SIZE:
             raise TooLarge(f"{staged.path}: {blobstore.format_size(staged.size)} is larger than "
                            f"the {blobstore.format_size(settings.STAGEGATE_MAX_FILE_SIZE)} "
                            "limit (STAGEGATE_MAX_FILE_SIZE)")
-    check_unique([f.path for f in files])
+    check_unique([f.path for f in files], originals)
     if all(f.size == 0 for f in files):
         raise SubmissionError("empty upload: every file received is 0 bytes")
     return [(f, _kind_of(f)) for f in files]

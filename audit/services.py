@@ -112,12 +112,16 @@ def _iterate(batch_size: int) -> Iterator[AuditEvent]:
 # A refusal must be in the audit log even though the action it refused rolls back. Services
 # raise Refused (a PermissionDenied) from inside their transactions; the outermost service
 # decorated with @records_refusals writes the `permission.denied` event after every transaction
-# of the action has unwound, so nothing rolls it back.
+# of the action has unwound, so nothing rolls it back. During a web request every Refused is
+# also noted in the request's scope (audit.refusals), and the refusal middleware records those
+# that nothing recorded, e.g. one a view caught and showed as a message: no action can forget.
 
 import contextvars  # noqa: E402
 import functools  # noqa: E402
 
 from django.core.exceptions import PermissionDenied  # noqa: E402
+
+from audit import refusals  # noqa: E402
 
 _depth = contextvars.ContextVar("stagegate_refusal_depth", default=0)
 
@@ -127,6 +131,7 @@ class Refused(PermissionDenied):
         super().__init__(reason)
         self.actor, self.action, self.obj, self.reason = actor, action, obj, reason
         self.recorded = False
+        refusals.note(self)
 
 
 def deny(*, actor, action: str, obj=None, reason: str) -> Refused:
@@ -134,13 +139,12 @@ def deny(*, actor, action: str, obj=None, reason: str) -> Refused:
     return Refused(actor=actor, action=action, obj=obj, reason=reason)
 
 
-def record_refusal(exc: Refused) -> None:
+def record_refusal(exc: Refused, *, who: str | None = None) -> None:
     if exc.recorded:
         return
-    with transaction.atomic():
-        record_event(actor=exc.actor, verb="permission.denied", obj=exc.obj,
-                     data={"action": exc.action, "reason": exc.reason})
     exc.recorded = True
+    refusals.record_refusal_event(actor=exc.actor, verb="permission.denied", action=exc.action,
+                                  reason=exc.reason, obj=exc.obj, who=who)
 
 
 def records_refusals(fn):
@@ -160,13 +164,8 @@ def records_refusals(fn):
 
 
 def record_refusal_of(exc, request) -> None:
-    """Every permission refusal is an audit event: a service's Refused (if its action did not
-    already record it) and any other 403, e.g. an API token whose scope is too narrow."""
-    from rest_framework import exceptions as drf_exceptions
-
+    """A service's Refused that reached a view or the API unrecorded. Every other refusal (any
+    401, 403, or 404 from an object lookup) is recorded from its response by the refusal
+    middleware (config/refusals.py)."""
     if isinstance(exc, Refused):
         record_refusal(exc)
-    elif isinstance(exc, (PermissionDenied, drf_exceptions.PermissionDenied)) and request is not None:
-        detail = getattr(exc, "detail", None) or str(exc) or "permission denied"
-        record_event(actor=getattr(request, "user", None), verb="permission.denied",
-                     data={"action": f"{request.method} {request.path}", "reason": str(detail)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     "audit",
     "accounts",
     "models.apps.RegistryConfig",
@@ -90,10 +92,12 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "config.middleware.RejectUntrustedInput",
+    "config.refusals.RecordRefusals",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "audit.middleware.RecordRefusalsMiddleware",
+    # Last, as django-axes asks: it turns a sign-in lockout into the locked-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -140,7 +144,45 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.LockoutBackend",  # django-axes: refuses locked-out sign-ins
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
+
+# Brute-force protection (django-axes; accounts/throttle.py): failures are counted per username
+# and per address for passwords, per address for API tokens; either count reaching the limit
+# locks out for STAGEGATE_LOCKOUT_MINUTES (0: until an administrator unlocks it).
+AXES_FAILURE_LIMIT = env_int("STAGEGATE_LOGIN_FAILURE_LIMIT", 5)
+STAGEGATE_LOCKOUT_MINUTES = env_int("STAGEGATE_LOCKOUT_MINUTES", 15)
+AXES_COOLOFF_TIME = (timedelta(minutes=STAGEGATE_LOCKOUT_MINUTES)
+                     if STAGEGATE_LOCKOUT_MINUTES else None)
+AXES_LOCKOUT_PARAMETERS = "accounts.throttle.lockout_parameters"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# The client's address is REMOTE_ADDR unless Stagegate sits behind this many trusted proxies
+# (nginx: 1), whose X-Forwarded-For is then read; trusting it by default would let anyone
+# pick the address their failures count against.
+STAGEGATE_TRUSTED_PROXIES = env_int("STAGEGATE_TRUSTED_PROXIES", 0)
+if STAGEGATE_TRUSTED_PROXIES:
+    AXES_IPWARE_PROXY_COUNT = STAGEGATE_TRUSTED_PROXIES
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+
+# Refusal events (audit/refusals.py): repeats of one kind within the window are folded into the
+# next event; past the burst, one actor's or address's further refusals are folded too.
+STAGEGATE_REFUSAL_WINDOW_SECONDS = env_int("STAGEGATE_REFUSAL_WINDOW_SECONDS", 60)
+STAGEGATE_REFUSAL_BURST = env_int("STAGEGATE_REFUSAL_BURST", 20)
+
+# Shared counters (refusal aggregation): Redis when STAGEGATE_CACHE_URL or REDIS_URL is set,
+# so every web process folds into the same counts; otherwise in the process's memory.
+STAGEGATE_CACHE_URL = env_str("STAGEGATE_CACHE_URL") or env_str("REDIS_URL")
+CACHES = {"default": (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": STAGEGATE_CACHE_URL,
+     "KEY_PREFIX": "stagegate"} if STAGEGATE_CACHE_URL else
+    {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "stagegate"})}
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -189,6 +231,9 @@ FILE_UPLOAD_TEMP_DIR = str(env_path("STAGEGATE_UPLOAD_TMP_DIR", DATA_DIR / "tmp"
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_PERMISSIONS = 0o444
 STAGEGATE_MAX_FILE_SIZE = env_bytes("STAGEGATE_MAX_FILE_SIZE", 200 * 1024**3)
+# Largest checkpoint (all its files): a multipart upload that declares more is refused before
+# a byte is staged.
+STAGEGATE_MAX_CHECKPOINT_SIZE = env_bytes("STAGEGATE_MAX_CHECKPOINT_SIZE", 2 * 1024**4)
 STAGEGATE_MAX_FILES = env_int("STAGEGATE_MAX_FILES", 10_000)
 DATA_UPLOAD_MAX_NUMBER_FILES = STAGEGATE_MAX_FILES
 STAGEGATE_UPLOAD_SESSION_HOURS = env_int("STAGEGATE_UPLOAD_SESSION_HOURS", 24)
@@ -294,7 +339,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "INFO"},
+                # Every failure and lockout is an audit event; axes' own lines are noise.
+                "axes": {"level": "WARNING"}},
 }
 
 CELERY_BEAT_SCHEDULE = {

@@ -185,6 +185,8 @@ class UploadFileView(APIView):
     def put(self, request, session_id: int, path: str):
         """Stream one file's bytes as the request body."""
         try:
+            # Session, ownership, path and declared size, before a byte of the body is read.
+            services.check_upload_file(actor=request.user, session_id=session_id, path=path)
             staged = staged_from_body(request._request, path)
             entry = services.put_upload_file(actor=request.user, session_id=session_id,
                                              path=path, staged=staged,

@@ -15,6 +15,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from config.untrusted import parse_int, query_int
 from evaluations.selectors import latest_runs
 from models.cards import model_card
 from releases import access
@@ -69,7 +70,8 @@ def model_page(request, org: str, name: str):
 @login_required
 @require_POST
 def request_access_view(request, org: str, name: str, release_id: int):
-    release = get_object_or_404(access.published_releases(), pk=release_id,
+    # Only releases the caller can discover: a hidden one answers like a missing one.
+    release = get_object_or_404(access.discoverable_releases(request.user), pk=release_id,
                                 checkpoint__family__org=org, checkpoint__family__name=name)
     rule = stage_rule(release, "gated")
     answers = {f.name: (request.POST.get(f.name) == "on" if f.type == "checkbox"
@@ -97,22 +99,28 @@ def access_admin(request):
         action = request.POST.get("action")
         try:
             if action in ("approve", "reject"):
-                ids = [int(i) for i in request.POST.getlist("request")]
+                ids = [parse_int(i, what="request", minimum=1)
+                       for i in request.POST.getlist("request")]
                 if not ids:
                     raise ReleaseInputError("tick at least one request")
+                # Requests on releases one does not manage are skipped like missing ones.
+                ids = list(AccessRequest.objects.filter(pk__in=ids, release__in=manageable)
+                           .values_list("pk", flat=True))
                 access.decide_access_requests(actor=request.user, request_ids=ids,
                                               approve=action == "approve",
                                               reason=request.POST.get("reason", ""))
                 messages.success(request, f"{len(ids)} request(s) {action}d.")
             elif action == "revoke":
-                grant = get_object_or_404(AccessGrant, pk=request.POST.get("grant"))
+                grant = get_object_or_404(AccessGrant, pk=query_int(request.POST, "grant"),
+                                          release__in=manageable)
                 access.revoke_grant(actor=request.user, grant=grant,
                                     reason=request.POST.get("reason", ""))
                 messages.success(request, f"Access of {grant.user} revoked.")
             elif action == "partner":
                 from django.contrib.auth import get_user_model
 
-                release = get_object_or_404(Release, pk=request.POST.get("release"))
+                release = get_object_or_404(access.discoverable_releases(request.user),
+                                            pk=query_int(request.POST, "release"))
                 user = get_user_model().objects.filter(username=request.POST.get("user")).first()
                 if user is None:
                     raise ReleaseInputError(f"no user named {request.POST.get('user')!r}")

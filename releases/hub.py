@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.authentication import bearer_token_from
 from accounts.services import authenticate_token
+from accounts.throttle import LockedOut, check_token_allowed, token_failed
 from models.cards import model_card
 from models.models import CheckpointFile
 from releases import access
@@ -61,8 +62,13 @@ class Caller:
         raw = bearer_token_from(request)
         self.user = None
         if raw is not None:
+            try:
+                check_token_allowed(request)
+            except LockedOut as exc:
+                raise HubError(429, None, exc.message) from None
             token = authenticate_token(raw)
             if token is None:
+                token_failed(request, "hub")
                 raise HubError(401, None, "Invalid credentials in Authorization header")
             self.user = token.user
         elif request.user.is_authenticated:

@@ -6,6 +6,6 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and API tokens"
 
     def ready(self):
-        from accounts import throttle
+        from accounts import schema, throttle  # noqa: F401 (schema registers an extension)
 
         throttle.connect()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.parsers import FileUploadParser, MultiPartParser
@@ -57,6 +58,7 @@ class CanarySerializer(serializers.Serializer):
 
 
 class EvalCatalogueView(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         """Every eval that can run: the built-ins, and one per uploaded pack."""
         builtins = [{"name": s.name, "version": s.version, "description": s.description,
@@ -70,6 +72,9 @@ class EvalCatalogueView(APIView):
 
 
 class EvalRunListView(APIView):
+    @extend_schema(operation_id="evals_runs_list", responses={200: EvalRunSerializer(many=True)},
+                   parameters=[OpenApiParameter("checkpoint", int, description="only the runs "
+                                                "of this checkpoint")])
     def get(self, request):
         """Runs of the checkpoints you can see; filter with ?checkpoint=ID."""
         runs = EvalRun.objects.filter(
@@ -87,6 +92,7 @@ class EvalRunDetailView(APIView):
 
 
 class EvalRunSamplesView(APIView):
+    @extend_schema(responses={(200, "application/jsonl"): OpenApiTypes.BINARY})
     def get(self, request, run_id: int):
         """The run's per-sample rows as JSON Lines."""
         run = visible_run(request.user, run_id)
@@ -118,7 +124,7 @@ class EvalPackUploadView(APIView):
     parser_classes = [MultiPartParser, FileUploadParser]
 
     @extend_schema(request={"multipart/form-data": {"type": "object", "properties": {
-        "file": {"type": "string", "format": "binary"}}}})
+        "file": {"type": "string", "format": "binary"}}}}, responses={201: OpenApiTypes.OBJECT})
     def post(self, request, filename: str | None = None):
         """Upload a pack (multipart field `file`); errors name the line."""
         upload = request.data.get("file")
@@ -137,7 +143,7 @@ class EvalPackUploadView(APIView):
 class FamilyCanaryView(APIView):
     parser_classes = [StrictJSONParser]
 
-    @extend_schema(request=CanarySerializer)
+    @extend_schema(request=CanarySerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request, org: str, name: str):
         """Register a canary for a family; the secret is never returned."""
         family = get_family(request.user, org, name)

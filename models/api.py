@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -149,7 +150,7 @@ class UploadSessionCreateView(APIView):
     token_scope = "submit"
     parser_classes = [StrictJSONParser]
 
-    @extend_schema(request=UploadSessionCreateSerializer)
+    @extend_schema(request=UploadSessionCreateSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request):
         """Open an upload session; then PUT each file and POST commit/."""
         data = UploadSessionCreateSerializer(data=request.data)
@@ -166,10 +167,12 @@ class UploadSessionCreateView(APIView):
 class UploadSessionView(APIView):
     token_scope = "submit"
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, session_id: int):
         session = get_object_or_404(UploadSession, pk=session_id, created_by=request.user)
         return Response(_session_json(session))
 
+    @extend_schema(responses={204: None})
     def delete(self, request, session_id: int):
         services.abort_upload_session(actor=request.user, session_id=session_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -181,7 +184,8 @@ class UploadFileView(APIView):
 
     @extend_schema(parameters=[OpenApiParameter("sha256", str, description="expected sha256; "
                                                 "the upload is refused if the bytes differ")],
-                   request={"application/octet-stream": bytes})
+                   request={"application/octet-stream": bytes},
+                   responses={201: OpenApiTypes.OBJECT})
     def put(self, request, session_id: int, path: str):
         """Stream one file's bytes as the request body."""
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -111,6 +111,8 @@ class ReleaseAccessRequestsView(APIView):
 
 
 class AccessRequestListView(APIView):
+    @extend_schema(responses={200: AccessRequestSerializer(many=True)}, parameters=[
+        OpenApiParameter("status", str, description="e.g. pending")])
     def get(self, request):
         """Access requests you may decide (or your own); filter with ?status=pending."""
         requests_ = (_visible_requests(request.user).select_related("release__checkpoint__family", "user", "decided_by").order_by("-id"))
@@ -156,6 +158,7 @@ class AccessRequestBulkView(APIView):
 
 
 class ReleaseGrantsView(APIView):
+    @extend_schema(responses={200: GrantSerializer(many=True)})
     def get(self, request, release_id: int):
         release = _visible_release(request, release_id)
         if not access.can_manage_access(request.user, release):

@@ -3,7 +3,10 @@ the eval summary, how to download with the stock client, and asking for access."
 
 from __future__ import annotations
 
+import posixpath
+import unicodedata
 from collections import OrderedDict
+from urllib.parse import unquote, urlsplit
 
 import markdown
 import nh3
@@ -11,13 +14,16 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from config.untrusted import parse_int, query_int
 from evaluations.selectors import latest_runs
+from models.blobstore import open_blob
 from models.cards import model_card
+from models.formats.layout import FileKind
 from releases import access
 from releases.errors import ReleaseInputError, TransitionNotAllowed
 from releases.models import AccessGrant, AccessRequest, Release
@@ -36,12 +42,61 @@ def catalogue(request):
     return render(request, "releases/catalogue.html", {"entries": list(families.values())})
 
 
+# Images a card may show: raster formats only (an SVG can carry script), from the model's own
+# files, no larger than this.
+CARD_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+                    ".gif": "image/gif", ".webp": "image/webp", ".avif": "image/avif"}
+CARD_IMAGE_LIMIT = 5 * 1024 * 1024
+
+
 def render_card(release: Release) -> str:
-    """The model card (README.md) as sanitised HTML, YAML front matter removed."""
-    card = model_card(release.checkpoint.files.all())
+    """The model card (README.md) as sanitised HTML, YAML front matter removed. An image is
+    shown only when it is one of the checkpoint's own image files (its src is rewritten to
+    card_image); any other source (another site, a tracking pixel, data:, a path outside the
+    checkpoint) is removed, so viewing a card never makes the browser ask anyone else."""
+    files = list(release.checkpoint.files.all())
+    card = model_card(files)
     if card is None:
         return ""
-    return nh3.clean(markdown.markdown(card.body, extensions=["fenced_code", "tables"]))
+    card_file = next(f for f in files if f.kind == FileKind.MODEL_CARD)
+    folder = posixpath.dirname(card_file.path)
+    by_path = {f.path: f for f in files}
+
+    def own_image(value: str) -> str | None:
+        parts = urlsplit(value.strip())
+        if parts.scheme or parts.netloc or value.strip().startswith(("/", "\\")):
+            return None
+        path = posixpath.normpath(posixpath.join(folder, unquote(parts.path)))
+        path = unicodedata.normalize("NFC", path)
+        file = by_path.get(path)
+        if (file is None or path.startswith("../")
+                or posixpath.splitext(path)[1].lower() not in CARD_IMAGE_TYPES
+                or file.size > CARD_IMAGE_LIMIT):
+            return None
+        family = release.checkpoint.family
+        return reverse("releases:card-image", args=[family.org, family.name, release.pk, path])
+
+    def attribute_filter(element: str, attribute: str, value: str) -> str | None:
+        if element == "img" and attribute == "src":
+            return own_image(value)
+        return value
+
+    html = markdown.markdown(card.body, extensions=["fenced_code", "tables"])
+    return nh3.clean(html, attribute_filter=attribute_filter)
+
+
+def card_image(request, org: str, name: str, release_id: int, path: str):
+    """One image file of a model's card, for whoever may see the model page."""
+    release = get_object_or_404(access.discoverable_releases(request.user), pk=release_id,
+                                checkpoint__family__org=org, checkpoint__family__name=name)
+    suffix = posixpath.splitext(path)[1].lower()
+    file = release.checkpoint.files.filter(path=path).first()
+    if file is None or suffix not in CARD_IMAGE_TYPES or file.size > CARD_IMAGE_LIMIT:
+        raise Http404("no such image in this model's card")
+    response = FileResponse(open_blob(file.blob_id), content_type=CARD_IMAGE_TYPES[suffix])
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 def model_page(request, org: str, name: str):

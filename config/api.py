@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
 from django.conf import settings
 from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -40,6 +40,21 @@ class BadRequest(exceptions.APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = "The request is incomplete or malformed."
     default_code = "bad_request"
+
+
+class StrictFormParser(FormParser):
+    """urlencoded bodies (any method) through the same character rules as JSON."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        try:
+            for key, values in data.lists():
+                untrusted.check_text(key, what="a form field name", single_line=True)
+                for value in values:
+                    untrusted.check_text(value, what=f"the form field {key}")
+        except untrusted.UntrustedInput as exc:
+            raise exceptions.ParseError(exc.message) from None
+        return data
 
 
 class StrictJSONParser(JSONParser):

@@ -289,10 +289,11 @@ REST_FRAMEWORK = {
         "rest_framework.permissions.IsAuthenticated",
         "accounts.authentication.TokenScopePermission",
     ],
+    # JSON and urlencoded bodies through the validation layer; multipart only where a view
+    # takes files (checkpoint uploads, eval packs) and says so.
     "DEFAULT_PARSER_CLASSES": [
         "config.api.StrictJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "config.api.StrictFormParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",

@@ -21,10 +21,11 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-# C0 controls and DEL, except tab, newline and carriage return, which text may carry.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 controls and DEL, except tab, newline and carriage return, which text may carry; and lone
+# UTF-16 surrogates (JSON can spell them, "\ud800", but no text encoding can store them).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 # In a single-line value (a path, a query parameter, a name) no control character at all.
-_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LINE_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class UntrustedInput(ValueError):
@@ -43,7 +44,9 @@ def check_text(value: str, *, what: str, single_line: bool = False) -> str:
     match = (_LINE_CONTROL if single_line else _CONTROL).search(value)
     if match:
         char = match.group()
-        name = "a NUL byte" if char == "\x00" else f"the control character U+{ord(char):04X}"
+        name = ("a NUL byte" if char == "\x00" else
+                f"the lone surrogate U+{ord(char):04X}" if "\ud800" <= char <= "\udfff" else
+                f"the control character U+{ord(char):04X}")
         raise UntrustedInput(f"{what} contains {name} at position {match.start()} "
                              f"({_shown(value)}); remove it")
     return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound
@@ -42,6 +42,15 @@ class _PassThroughParser(BaseParser):
         return {}
 
 
+# The family's id is `org/name`: documented as a plain string (the `/` percent-encoded), since
+# the route's regex is no pattern a client can generate values from.
+_REPO_ID = OpenApiParameter("repo_id", str, OpenApiParameter.PATH,
+                            description="the family, org/name (e.g. eleuther%2Fpythia-70m)")
+
+
+@extend_schema_view(retrieve=extend_schema(parameters=[_REPO_ID]),
+                    checkpoints=extend_schema(parameters=[_REPO_ID],
+                                              responses={200: OpenApiTypes.OBJECT}))
 class FamilyViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = FamilySerializer
     lookup_value_regex = r"[^/]+/[^/]+"
@@ -64,6 +73,7 @@ class FamilyViewSet(viewsets.ReadOnlyModelViewSet):
 
 class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
     token_scope = {"create": "submit"}
+    lookup_value_regex = r"[0-9]+"  # an id that is not a number is no route (404), never a 500
 
     def get_queryset(self):
         queryset = selectors.checkpoints_visible_to(self.request.user)
@@ -138,6 +148,7 @@ class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
             return Response(CheckpointSerializer(done).data)
         return Response({"detail": "conversion queued"}, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     @action(detail=True)
     def manifest(self, request, pk=None):
         checkpoint = selectors.get_checkpoint(request.user, pk)

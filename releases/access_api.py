@@ -100,7 +100,10 @@ class ReleaseAccessRequestsView(APIView):
         accepted, and `accept: true`."""
         release = _visible_release(request, release_id)
         data = dict(request.data)
-        answers = dict(data.pop("answers", {}) or {})
+        answers = data.pop("answers", {}) or {}
+        if not isinstance(answers, dict):
+            raise BadRequest("answers: send an object of the policy's form fields")
+        answers = dict(answers)
         answers.update({k: v for k, v in data.items() if k not in ("licence_version", "accept")})
         if "licence_version" not in request.data:
             raise BadRequest("licence_version: say which licence version you accept")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -258,6 +259,7 @@ def _tree_entries(files: list[CheckpointFile], path: str, recursive: bool) -> li
 def resolve_file(request, caller: Caller, org: str, name: str, rev: str, path: str):
     release = resolve(caller, org, name, rev)
     commit = release.checkpoint.commit
+    path = unicodedata.normalize("NFC", path)  # stored paths are NFC (models/formats/layout.py)
     file = release.checkpoint.files.filter(path=path).first()
     decision = access.download_access(caller.user, release)
     if not decision.allowed:

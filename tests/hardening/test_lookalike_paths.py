@@ -14,9 +14,12 @@ import requests
 from models.formats import FormatError
 from models.formats.layout import check_unique, normalize_path
 from models.models import Checkpoint
+from releases import workflow
+from releases.policies_service import load_policy_version
 from tests.checkpoints import raw_safetensors
 from tests.conftest import StateSnapshot
 from tests.hardening.conftest import bearer
+from tests.releases.conftest import ASSESSMENT, POLICIES, run_pending_evals
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -71,12 +74,24 @@ def test_an_invisible_character_in_a_path_is_refused_by_name(people, stagegate_s
     snapshot.assert_unchanged()
 
 
-def test_an_nfd_name_is_stored_in_nfc(people, stagegate_server):
+def test_an_nfd_name_is_stored_in_nfc_and_served_under_both_spellings(people, stagegate_server):
     _, tokens = people
     response = _submit(stagegate_server, tokens["alice"], [NFD])
     assert response.status_code == 201, response.text
     checkpoint = Checkpoint.objects.get(pk=response.json()["id"])
     assert sorted(checkpoint.files.values_list("path", flat=True)) == [NFC, "model.safetensors"]
+    personas, _ = people
+    load_policy_version(actor=None, text=(POLICIES / "simple.yaml").read_text(),
+                        source="simple.yaml")
+    release = workflow.create_release(actor=personas.alice, checkpoint=checkpoint,
+                                      assessment=ASSESSMENT)
+    workflow.submit_release(actor=personas.alice, release=release)
+    run_pending_evals(release)
+    workflow.publish_release(actor=personas.dave, release=release, stage="internal")
+    for spelling in (NFC, NFD):
+        served = requests.get(f"{stagegate_server.url}/lab/paths/resolve/main/{quote(spelling)}",
+                              headers=bearer(tokens["alice"]))
+        assert served.status_code == 200 and served.content == b"{}"
 
 
 def test_a_put_with_a_bidi_override_in_its_path_stores_nothing(people, stagegate_server):

@@ -31,7 +31,8 @@ def _temp_files() -> list[str]:
 def partial_request(server, method: str, path: str, headers: dict, body_start: bytes,
                     declared: int = DECLARED) -> tuple[int, bytes, list[str]]:
     """Send the head and the first bytes of a body that declares `declared` bytes; return the
-    status, the answer, and the temp files that existed while the rest was still unsent."""
+    status, the answer, and the temp files that appeared while the rest was still unsent."""
+    before = set(_temp_files())
     head = [f"{method} {path} HTTP/1.1", f"Host: {server.host}:{server.port}",
             f"Content-Length: {declared}", "Connection: close"]
     head += [f"{k}: {v}" for k, v in headers.items()]
@@ -44,7 +45,7 @@ def partial_request(server, method: str, path: str, headers: dict, body_start: b
             if not chunk:
                 break
             answer += chunk
-        during = _temp_files()  # the client has sent SENT of DECLARED bytes
+        during = [name for name in _temp_files() if name not in before]  # SENT of DECLARED
         head_text, _, rest = answer.partition(b"\r\n\r\n")
         length = next((int(line.split(b":")[1]) for line in head_text.split(b"\r\n")
                        if line.lower().startswith(b"content-length:")), 0)

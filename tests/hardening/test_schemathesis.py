@@ -26,13 +26,15 @@ def test_schemathesis_finds_no_5xx_and_no_response_off_schema(hub_world, stagega
                "--checks", CHECKS, "--header", f"Authorization: Bearer {tokens['dave']}",
                "--max-examples", os.environ.get("STAGEGATE_SCHEMATHESIS_EXAMPLES", "5"),
                "--phases", "examples,coverage,fuzzing", "--seed", "11",
-               "--generation-deterministic", "--workers", "1", "--request-timeout", "60",
+               "--generation-deterministic",
+               "--workers", "1", "--request-timeout", "60",
                "--max-time", "240", "--no-color", "--warnings", "off",
                # A free-form string path parameter (a family's org/name) has no invalid values
                # for the negative mode to generate; schemathesis reports that as filtering.
                "--suppress-health-check", "filter_too_much",
                "--report", "junit", "--report-dir", str(tmp_path)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=900,
+    # Run in the test's own folder: schemathesis keeps a cache in its working directory.
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path,
                           env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
     assert proc.returncode == 0, proc.stdout[-12000:] + proc.stderr[-3000:]
     assert "passed" in proc.stdout.lower()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import authentication, exceptions, permissions
 
 from accounts.services import authenticate_token
+from accounts.throttle import LockedOut, check_token_allowed, token_failed
 
 
 def bearer_token_from(request) -> str | None:
@@ -16,14 +17,20 @@ def bearer_token_from(request) -> str | None:
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer sg_...`. A malformed or revoked token is a 401, never anonymous."""
+    """`Authorization: Bearer sg_...`. A malformed or revoked token is a 401, never anonymous;
+    an address with too many token failures is a 429 (accounts/throttle.py)."""
 
     def authenticate(self, request):
         raw = bearer_token_from(request)
         if raw is None:
             return None
+        try:
+            check_token_allowed(request._request)
+        except LockedOut as exc:
+            raise exceptions.Throttled(detail=exc.message) from None
         token = authenticate_token(raw)
         if token is None:
+            token_failed(request._request, "api")
             raise exceptions.AuthenticationFailed(
                 "Invalid or revoked API token. Create a new one on your profile page.")
         return token.user, token

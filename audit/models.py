@@ -22,11 +22,34 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+# Columns the hash does not take as payload: `hash` is the seal itself, `prev_hash` is chained in
+# front of the payload, and `seal` is derived from the payload (verified by recomputing it).
+# Every other concrete column, including any added later, is covered without a change here.
+UNHASHED = ("hash", "prev_hash", "seal")
+PAYLOAD_FORMAT = 2
+
+
+def _column_value(event: "AuditEvent", field) -> Any:
+    value = getattr(event, field.attname)
+    if field.name == "created_at" and value is not None:
+        return value.isoformat(timespec="microseconds")
+    return value
+
+
+def _column_digest(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:16]
+
+
 class AuditEvent(models.Model):
+    # The id is the event's position in the chain (id == seq, checked by verify_chain), so that
+    # it is covered by the hash like every other column.
+    id = models.BigIntegerField(primary_key=True)
     seq = models.BigIntegerField(unique=True, help_text="Position in the hash chain, from 1.")
     created_at = models.DateTimeField(db_index=True)
+    # No database constraint and no SET NULL: the actor's id is part of the sealed event, so
+    # deleting the user must not rewrite it (actor_username keeps the name readable).
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                              on_delete=models.SET_NULL, related_name="+")
+                              on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
     actor_username = models.CharField(max_length=150, blank=True,
                                       help_text="Kept as text so the chain survives user deletion.")
     verb = models.CharField(max_length=100, db_index=True)
@@ -38,6 +61,9 @@ class AuditEvent(models.Model):
     data_json = models.TextField(default="{}")
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # A short digest of each hashed column, so that verification can say which column of an
+    # altered event was changed (the row's hash alone only says that one was).
+    seal = models.TextField(default="{}")
 
     class Meta:
         ordering = ["seq"]
@@ -54,24 +80,42 @@ class AuditEvent(models.Model):
     def object_key(self) -> str:
         return f"{self.object_type}:{self.object_id}" if self.object_type else ""
 
+    @classmethod
+    def hashed_fields(cls) -> list:
+        return [f for f in cls._meta.concrete_fields if f.name not in UNHASHED]
+
+    def payload(self) -> dict:
+        return {f.attname: _column_value(self, f) for f in self.hashed_fields()}
+
     def canonical_payload(self) -> str:
-        return canonical_json({
-            "seq": self.seq,
-            "created_at": self.created_at.isoformat(timespec="microseconds"),
-            "actor": self.actor_username or None,
-            "verb": self.verb,
-            "object_type": self.object_type,
-            "object_id": self.object_id,
-            "object_repr": self.object_repr,
-            "data": json.loads(self.data_json),
-        })
+        return canonical_json({"format": PAYLOAD_FORMAT, **self.payload()})
 
     def compute_hash(self) -> str:
         return hashlib.sha256((self.prev_hash + self.canonical_payload()).encode()).hexdigest()
 
+    def compute_seal(self) -> str:
+        return canonical_json({name: _column_digest(value) for name, value in self.payload().items()})
+
+    def altered_columns(self) -> list[str]:
+        """The hashed columns whose values no longer match the event's seal."""
+        try:
+            sealed = json.loads(self.seal)
+        except ValueError:
+            sealed = {}
+        return [name for name, value in self.payload().items()
+                if sealed.get(name) != _column_digest(value)]
+
+    def chain_after(self, *, seq: int, prev_hash: str) -> None:
+        """Give the event its place in the chain and seal it (before it is inserted)."""
+        self.id = self.seq = seq
+        self.prev_hash = prev_hash
+        self.seal = self.compute_seal()
+        self.hash = self.compute_hash()
+
     def save(self, *args, **kwargs):
-        if self.pk is not None:
+        if not self._state.adding:
             raise RuntimeError("audit events are append-only")
+        kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):

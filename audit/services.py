@@ -35,7 +35,6 @@ def record_event(*, actor, verb: str, obj: Any = None, data: dict | None = None)
     with transaction.atomic():
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
         event = AuditEvent(
-            seq=head.seq + 1,
             created_at=timezone.now(),
             actor=user,
             actor_username=user.get_username() if user else "",
@@ -44,9 +43,8 @@ def record_event(*, actor, verb: str, obj: Any = None, data: dict | None = None)
             object_id=object_id,
             object_repr=object_repr,
             data_json=data_json,
-            prev_hash=head.hash,
         )
-        event.hash = event.compute_hash()
+        event.chain_after(seq=head.seq + 1, prev_hash=head.hash)
         event.save()
         head.seq, head.hash = event.seq, event.hash
         head.save(update_fields=["seq", "hash"])
@@ -61,19 +59,36 @@ class ChainBreak:
 
 
 def verify_chain(*, batch_size: int = 2000) -> ChainBreak | None:
-    """Recompute the chain in order; return the first broken link, or None when intact."""
+    """Recompute the chain in order; return the first broken link, or None when intact. An
+    altered event is named with the columns that no longer match its seal."""
     prev_hash = GENESIS_HASH
     expected_seq = 1
     for event in _iterate(batch_size):
         if event.seq != expected_seq:
+            moved = AuditEvent.objects.filter(pk=expected_seq).first()
+            if moved is not None:
+                return ChainBreak(expected_seq, moved.pk,
+                                  f"event #{expected_seq} (id {moved.pk}, {moved.verb}) was "
+                                  f"altered: its seq column says {moved.seq}")
             return ChainBreak(expected_seq, None, f"event #{expected_seq} is missing")
         if event.prev_hash != prev_hash:
             return ChainBreak(event.seq, event.pk,
-                              f"event #{event.seq} (id {event.pk}) does not link to event #{event.seq - 1}")
-        if event.compute_hash() != event.hash:
+                              f"event #{event.seq} (id {event.pk}) does not link to event "
+                              f"#{event.seq - 1}: its prev_hash column was altered, or the event "
+                              "before it was")
+        if event.compute_hash() != event.hash or event.pk != event.seq:
+            columns = event.altered_columns()
+            if event.pk != event.seq and "id" not in columns:
+                columns.insert(0, "id")
+            what = (f"altered column(s): {', '.join(columns)}" if columns else
+                    "its hash or seal column was rewritten")
             return ChainBreak(event.seq, event.pk,
                               f"event #{event.seq} (id {event.pk}, {event.verb}) was altered: "
-                              "its contents no longer match its hash")
+                              f"its contents no longer match its hash ({what})")
+        if event.altered_columns():
+            return ChainBreak(event.seq, event.pk,
+                              f"event #{event.seq} (id {event.pk}, {event.verb}) was altered: "
+                              "its seal column no longer matches its contents")
         prev_hash = event.hash
         expected_seq += 1
     head = AuditChainHead.objects.filter(pk=1).first()
@@ -97,12 +112,16 @@ def _iterate(batch_size: int) -> Iterator[AuditEvent]:
 # A refusal must be in the audit log even though the action it refused rolls back. Services
 # raise Refused (a PermissionDenied) from inside their transactions; the outermost service
 # decorated with @records_refusals writes the `permission.denied` event after every transaction
-# of the action has unwound, so nothing rolls it back.
+# of the action has unwound, so nothing rolls it back. During a web request every Refused is
+# also noted in the request's scope (audit.refusals), and the refusal middleware records those
+# that nothing recorded, e.g. one a view caught and showed as a message: no action can forget.
 
 import contextvars  # noqa: E402
 import functools  # noqa: E402
 
 from django.core.exceptions import PermissionDenied  # noqa: E402
+
+from audit import refusals  # noqa: E402
 
 _depth = contextvars.ContextVar("stagegate_refusal_depth", default=0)
 
@@ -112,6 +131,7 @@ class Refused(PermissionDenied):
         super().__init__(reason)
         self.actor, self.action, self.obj, self.reason = actor, action, obj, reason
         self.recorded = False
+        refusals.note(self)
 
 
 def deny(*, actor, action: str, obj=None, reason: str) -> Refused:
@@ -119,13 +139,12 @@ def deny(*, actor, action: str, obj=None, reason: str) -> Refused:
     return Refused(actor=actor, action=action, obj=obj, reason=reason)
 
 
-def record_refusal(exc: Refused) -> None:
+def record_refusal(exc: Refused, *, who: str | None = None) -> None:
     if exc.recorded:
         return
-    with transaction.atomic():
-        record_event(actor=exc.actor, verb="permission.denied", obj=exc.obj,
-                     data={"action": exc.action, "reason": exc.reason})
     exc.recorded = True
+    refusals.record_refusal_event(actor=exc.actor, verb="permission.denied", action=exc.action,
+                                  reason=exc.reason, obj=exc.obj, who=who)
 
 
 def records_refusals(fn):
@@ -145,13 +164,8 @@ def records_refusals(fn):
 
 
 def record_refusal_of(exc, request) -> None:
-    """Every permission refusal is an audit event: a service's Refused (if its action did not
-    already record it) and any other 403, e.g. an API token whose scope is too narrow."""
-    from rest_framework import exceptions as drf_exceptions
-
+    """A service's Refused that reached a view or the API unrecorded. Every other refusal (any
+    401, 403, or 404 from an object lookup) is recorded from its response by the refusal
+    middleware (config/refusals.py)."""
     if isinstance(exc, Refused):
         record_refusal(exc)
-    elif isinstance(exc, (PermissionDenied, drf_exceptions.PermissionDenied)) and request is not None:
-        detail = getattr(exc, "detail", None) or str(exc) or "permission denied"
-        record_event(actor=getattr(request, "user", None), verb="permission.denied",
-                     data={"action": f"{request.method} {request.path}", "reason": str(detail)})

@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.views import APIView
 
 from audit.selectors import can_read_audit, event_json, filtered_events
@@ -53,6 +55,11 @@ def audit_export(request):
 
 
 class AuditEventListView(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, parameters=[
+        OpenApiParameter(name, str, description=text) for name, text in (
+            ("verb", "verb prefix, e.g. release."), ("actor", "username"),
+            ("object", "type:id, e.g. releases.release:12"), ("since", "YYYY-MM-DD"),
+            ("until", "YYYY-MM-DD"))] + [OpenApiParameter("page", int)])
     def get(self, request):
         """The audit log, newest first; filters `verb`, `actor`, `object=type:id`, `since`,
         `until`; paginated with `page`."""

@@ -78,11 +78,11 @@ def load(n_releases: int, start: int) -> None:
         for r in releases:
             for k in range(20):
                 seq += 1
-                event = AuditEvent(seq=seq, created_at=now, actor=alice, actor_username="alice",
+                event = AuditEvent(created_at=now, actor=alice, actor_username="alice",
                                    verb="release.commented", object_type="releases.release",
                                    object_id=str(r.pk), object_repr=str(r.pk),
-                                   data_json=canonical_json({"k": k}), prev_hash=prev)
-                event.hash = event.compute_hash()
+                                   data_json=canonical_json({"k": k}))
+                event.chain_after(seq=seq, prev_hash=prev)
                 prev = event.hash
                 events.append(event)
         AuditEvent.objects.bulk_create(events, batch_size=5000)

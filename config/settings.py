@@ -9,6 +9,8 @@ an explicit SECRET_KEY and ALLOWED_HOSTS.
 from __future__ import annotations
 
 import secrets
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -53,7 +55,13 @@ if PRODUCTION:
 elif not SECRET_KEY:
     SECRET_KEY = _development_secret_key()
 
-DEBUG = env_bool("DEBUG", not PRODUCTION)
+# The debug page (tracebacks, settings) only under `manage.py runserver`, only when DEBUG=true is
+# set explicitly, never in production; gunicorn and every other server get the styled error
+# pages whatever DEBUG says. Even then, SecretsFilter hides every setting that can hold a secret.
+UNDER_RUNSERVER = len(sys.argv) > 1 and Path(sys.argv[0]).name == "manage.py" \
+    and sys.argv[1] == "runserver"
+DEBUG = env_bool("DEBUG", False) and UNDER_RUNSERVER and not PRODUCTION
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.errors.SecretsFilter"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("STAGEGATE_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
@@ -68,6 +76,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "csp",
+    "axes",
     "audit",
     "accounts",
     "models.apps.RegistryConfig",
@@ -77,15 +87,19 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.RejectUntrustedInput",
+    "config.refusals.RecordRefusals",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "audit.middleware.RecordRefusalsMiddleware",
+    # Last, as django-axes asks: it turns a sign-in lockout into the locked-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -132,7 +146,45 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.LockoutBackend",  # django-axes: refuses locked-out sign-ins
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
+
+# Brute-force protection (django-axes; accounts/throttle.py): failures are counted per username
+# and per address for passwords, per address for API tokens; either count reaching the limit
+# locks out for STAGEGATE_LOCKOUT_MINUTES (0: until an administrator unlocks it).
+AXES_FAILURE_LIMIT = env_int("STAGEGATE_LOGIN_FAILURE_LIMIT", 5)
+STAGEGATE_LOCKOUT_MINUTES = env_int("STAGEGATE_LOCKOUT_MINUTES", 15)
+AXES_COOLOFF_TIME = (timedelta(minutes=STAGEGATE_LOCKOUT_MINUTES)
+                     if STAGEGATE_LOCKOUT_MINUTES else None)
+AXES_LOCKOUT_PARAMETERS = "accounts.throttle.lockout_parameters"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# The client's address is REMOTE_ADDR unless Stagegate sits behind this many trusted proxies
+# (nginx: 1), whose X-Forwarded-For is then read; trusting it by default would let anyone
+# pick the address their failures count against.
+STAGEGATE_TRUSTED_PROXIES = env_int("STAGEGATE_TRUSTED_PROXIES", 0)
+if STAGEGATE_TRUSTED_PROXIES:
+    AXES_IPWARE_PROXY_COUNT = STAGEGATE_TRUSTED_PROXIES
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+
+# Refusal events (audit/refusals.py): repeats of one kind within the window are folded into the
+# next event; past the burst, one actor's or address's further refusals are folded too.
+STAGEGATE_REFUSAL_WINDOW_SECONDS = env_int("STAGEGATE_REFUSAL_WINDOW_SECONDS", 60)
+STAGEGATE_REFUSAL_BURST = env_int("STAGEGATE_REFUSAL_BURST", 20)
+
+# Shared counters (refusal aggregation): Redis when STAGEGATE_CACHE_URL or REDIS_URL is set,
+# so every web process folds into the same counts; otherwise in the process's memory.
+STAGEGATE_CACHE_URL = env_str("STAGEGATE_CACHE_URL") or env_str("REDIS_URL")
+CACHES = {"default": (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": STAGEGATE_CACHE_URL,
+     "KEY_PREFIX": "stagegate"} if STAGEGATE_CACHE_URL else
+    {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "stagegate"})}
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -181,6 +233,9 @@ FILE_UPLOAD_TEMP_DIR = str(env_path("STAGEGATE_UPLOAD_TMP_DIR", DATA_DIR / "tmp"
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_PERMISSIONS = 0o444
 STAGEGATE_MAX_FILE_SIZE = env_bytes("STAGEGATE_MAX_FILE_SIZE", 200 * 1024**3)
+# Largest checkpoint (all its files): a multipart upload that declares more is refused before
+# a byte is staged.
+STAGEGATE_MAX_CHECKPOINT_SIZE = env_bytes("STAGEGATE_MAX_CHECKPOINT_SIZE", 2 * 1024**4)
 STAGEGATE_MAX_FILES = env_int("STAGEGATE_MAX_FILES", 10_000)
 DATA_UPLOAD_MAX_NUMBER_FILES = STAGEGATE_MAX_FILES
 STAGEGATE_UPLOAD_SESSION_HOURS = env_int("STAGEGATE_UPLOAD_SESSION_HOURS", 24)
@@ -245,6 +300,12 @@ REST_FRAMEWORK = {
         "rest_framework.permissions.IsAuthenticated",
         "accounts.authentication.TokenScopePermission",
     ],
+    # JSON and urlencoded bodies through the validation layer; multipart only where a view
+    # takes files (checkpoint uploads, eval packs) and says so.
+    "DEFAULT_PARSER_CLASSES": [
+        "config.api.StrictJSONParser",
+        "config.api.StrictFormParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -259,7 +320,20 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ReleaseStatusEnum": "releases.models.Release.Status",
+        "AccessRequestStatusEnum": "releases.models.AccessRequest.Status",
+        "CheckpointStatusEnum": "models.models.Checkpoint.Status",
+        "UploadSessionStatusEnum": "models.models.UploadSession.Status",
+        "EvalRunStatusEnum": "evaluations.models.EvalRun.Status",
+    },
 }
+
+# --- Untrusted input (config/untrusted.py) ----------------------------------------------------
+# Largest JSON request body, and deepest nesting of any untrusted JSON (request bodies,
+# safetensors headers, config.json, index files).
+STAGEGATE_MAX_JSON_BODY = env_bytes("STAGEGATE_MAX_JSON_BODY", 1024 * 1024)
+STAGEGATE_MAX_JSON_DEPTH = env_int("STAGEGATE_MAX_JSON_DEPTH", 64)
 
 # --- Mail -------------------------------------------------------------------------------------
 # Development default: one line per message on the console, the whole message in EMAIL_FILE_PATH.
@@ -277,17 +351,53 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# --- Transport and browser security (README: Security; docs/deploy.md) ---------------------------
+# Production runs behind TLS (nginx terminates it and sets X-Forwarded-Proto): cookies are
+# secure, plain HTTP is redirected to HTTPS, and HSTS tells browsers never to use HTTP again.
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy (django-csp): nothing is loaded from another origin, no inline or
+# eval'd script, no plugin, no framing; inline style attributes only (bar widths). Model-card
+# images are rewritten to the model's own files (releases/catalogue.py render_card).
+_CSP_DIRECTIVES = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "style-src-attr": ["'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+# The development debug page is all inline: there the policy only reports.
+if DEBUG:
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": _CSP_DIRECTIVES}
+else:
+    CONTENT_SECURITY_POLICY = {"DIRECTIVES": _CSP_DIRECTIVES}
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "INFO"},
+                # Every failure and lockout is an audit event; axes' own lines are noise.
+                "axes": {"level": "WARNING"}},
 }
 
 CELERY_BEAT_SCHEDULE = {

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
-from rest_framework.parsers import FileUploadParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FileUploadParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import StrictJSONParser
+from config.untrusted import query_int
 from evaluations import catalogue, services
 from evaluations.library.registry import all_evals
 from evaluations.models import EvalPack, EvalRun
@@ -55,6 +58,7 @@ class CanarySerializer(serializers.Serializer):
 
 
 class EvalCatalogueView(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         """Every eval that can run: the built-ins, and one per uploaded pack."""
         builtins = [{"name": s.name, "version": s.version, "description": s.description,
@@ -68,12 +72,16 @@ class EvalCatalogueView(APIView):
 
 
 class EvalRunListView(APIView):
+    @extend_schema(operation_id="evals_runs_list", responses={200: EvalRunSerializer(many=True)},
+                   parameters=[OpenApiParameter("checkpoint", int, description="only the runs "
+                                                "of this checkpoint")])
     def get(self, request):
         """Runs of the checkpoints you can see; filter with ?checkpoint=ID."""
         runs = EvalRun.objects.filter(
             checkpoint__in=checkpoints_visible_to(request.user)).order_by("-created_at")
-        if request.query_params.get("checkpoint"):
-            runs = runs.filter(checkpoint_id=request.query_params["checkpoint"])
+        checkpoint_id = query_int(request.query_params, "checkpoint")
+        if checkpoint_id is not None:
+            runs = runs.filter(checkpoint_id=checkpoint_id)
         return Response(EvalRunSerializer(runs[:500], many=True).data)
 
 
@@ -96,6 +104,7 @@ class EvalRunRetryView(APIView):
 
 
 class EvalRunSamplesView(APIView):
+    @extend_schema(responses={(200, "application/jsonl"): OpenApiTypes.BINARY})
     def get(self, request, run_id: int):
         """The run's per-sample rows as JSON Lines."""
         run = visible_run(request.user, run_id)
@@ -106,7 +115,7 @@ class EvalRunSamplesView(APIView):
 
 
 class CheckpointEvaluateView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=EvaluateSerializer, responses={202: EvalRunSerializer(many=True)})
     def post(self, request, checkpoint_id: int):
@@ -127,7 +136,7 @@ class EvalPackUploadView(APIView):
     parser_classes = [MultiPartParser, FileUploadParser]
 
     @extend_schema(request={"multipart/form-data": {"type": "object", "properties": {
-        "file": {"type": "string", "format": "binary"}}}})
+        "file": {"type": "string", "format": "binary"}}}}, responses={201: OpenApiTypes.OBJECT})
     def post(self, request, filename: str | None = None):
         """Upload a pack (multipart field `file`); errors name the line."""
         upload = request.data.get("file")
@@ -144,9 +153,9 @@ class EvalPackUploadView(APIView):
 
 
 class FamilyCanaryView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
-    @extend_schema(request=CanarySerializer)
+    @extend_schema(request=CanarySerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request, org: str, name: str):
         """Register a canary for a family; the secret is never returned."""
         family = get_family(request.user, org, name)

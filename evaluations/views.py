@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -27,8 +27,10 @@ HEADLINE_METRICS = {
 
 
 def visible_run(user, run_id: int) -> EvalRun:
-    run = get_object_or_404(EvalRun.objects.select_related("checkpoint__family"), pk=run_id)
-    if not checkpoints_visible_to(user).filter(pk=run.checkpoint_id).exists():
+    # One answer for a run that does not exist and one the caller may not see.
+    run = (EvalRun.objects.select_related("checkpoint__family")
+           .filter(pk=run_id, checkpoint__in=checkpoints_visible_to(user)).first())
+    if run is None:
         raise Http404("no such run that you can see")
     return run
 

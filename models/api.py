@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import StrictJSONParser
 from models import conversion, scanning, selectors, services
 from models.errors import SubmissionError
 from models.models import UploadSession
@@ -40,6 +42,15 @@ class _PassThroughParser(BaseParser):
         return {}
 
 
+# The family's id is `org/name`: documented as a plain string (the `/` percent-encoded), since
+# the route's regex is no pattern a client can generate values from.
+_REPO_ID = OpenApiParameter("repo_id", str, OpenApiParameter.PATH,
+                            description="the family, org/name (e.g. eleuther%2Fpythia-70m)")
+
+
+@extend_schema_view(retrieve=extend_schema(parameters=[_REPO_ID]),
+                    checkpoints=extend_schema(parameters=[_REPO_ID],
+                                              responses={200: OpenApiTypes.OBJECT}))
 class FamilyViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = FamilySerializer
     lookup_value_regex = r"[^/]+/[^/]+"
@@ -62,6 +73,7 @@ class FamilyViewSet(viewsets.ReadOnlyModelViewSet):
 
 class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
     token_scope = {"create": "submit"}
+    lookup_value_regex = r"[0-9]+"  # an id that is not a number is no route (404), never a 500
 
     def get_queryset(self):
         queryset = selectors.checkpoints_visible_to(self.request.user)
@@ -136,6 +148,7 @@ class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
             return Response(CheckpointSerializer(done).data)
         return Response({"detail": "conversion queued"}, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     @action(detail=True)
     def manifest(self, request, pk=None):
         checkpoint = selectors.get_checkpoint(request.user, pk)
@@ -146,9 +159,9 @@ class CheckpointViewSet(viewsets.ReadOnlyModelViewSet):
 
 class UploadSessionCreateView(APIView):
     token_scope = "submit"
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
-    @extend_schema(request=UploadSessionCreateSerializer)
+    @extend_schema(request=UploadSessionCreateSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request):
         """Open an upload session; then PUT each file and POST commit/."""
         data = UploadSessionCreateSerializer(data=request.data)
@@ -165,10 +178,12 @@ class UploadSessionCreateView(APIView):
 class UploadSessionView(APIView):
     token_scope = "submit"
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, session_id: int):
         session = get_object_or_404(UploadSession, pk=session_id, created_by=request.user)
         return Response(_session_json(session))
 
+    @extend_schema(responses={204: None})
     def delete(self, request, session_id: int):
         services.abort_upload_session(actor=request.user, session_id=session_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -180,10 +195,13 @@ class UploadFileView(APIView):
 
     @extend_schema(parameters=[OpenApiParameter("sha256", str, description="expected sha256; "
                                                 "the upload is refused if the bytes differ")],
-                   request={"application/octet-stream": bytes})
+                   request={"application/octet-stream": bytes},
+                   responses={201: OpenApiTypes.OBJECT})
     def put(self, request, session_id: int, path: str):
         """Stream one file's bytes as the request body."""
         try:
+            # Session, ownership, path and declared size, before a byte of the body is read.
+            services.check_upload_file(actor=request.user, session_id=session_id, path=path)
             staged = staged_from_body(request._request, path)
             entry = services.put_upload_file(actor=request.user, session_id=session_id,
                                              path=path, staged=staged,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import BinaryIO, Callable
 
+from config import untrusted
 from models.formats import FormatError
 from models.formats.layout import FileKind
 from models.formats.safetensors import read_header
@@ -123,9 +124,9 @@ def _read_json(f: CensusInput):
     if not raw.strip():
         raise FormatError(f"{f.path}: file is empty; it should hold a JSON object")
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{f.path}: not valid JSON ({exc})") from None
+        return untrusted.loads(raw, what=f.path)
+    except untrusted.UntrustedInput as exc:
+        raise FormatError(exc.message) from None
 
 
 def _check_index(path: str, index, by_path: dict[str, CensusInput], headers: dict[str, dict]) -> None:

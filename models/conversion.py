@@ -9,7 +9,6 @@ web process; every converted tensor is checked equal to the original before anyt
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -19,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from audit.services import deny, record_event, records_refusals
+from config import untrusted
 from models import blobstore, scanning
 from models.errors import SubmissionError
 from models.formats.layout import FileKind
@@ -101,7 +101,8 @@ def _convert_layout(folder: Path, out: Path, files, limits: dict) -> tuple[dict,
     for index in (f for f in files if f.kind == FileKind.PICKLE_INDEX):
         parent = PurePosixPath(index.path).parent
         try:
-            shards = set(json.loads((folder / index.path).read_text())["weight_map"].values())
+            shards = set(untrusted.loads((folder / index.path).read_bytes(),
+                                         what=index.path)["weight_map"].values())
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConversionRefused(f"{index.path}: not a readable pickle index ({exc})") from None
         result = convert_to_safetensors(folder / index.path, out / parent, **limits)

@@ -23,3 +23,7 @@ class TooLarge(SubmissionError):
 
 class IncompleteUpload(SubmissionError):
     status = 400
+
+
+class SessionNotFound(SubmissionError):
+    status = 404

@@ -15,6 +15,7 @@ from django.http import HttpResponse
 
 from accounts.authentication import bearer_token_from
 from accounts.services import authenticate_token
+from accounts.throttle import LockedOut, check_token_allowed, token_failed
 
 
 def header_safe(text: str, limit: int = 2000) -> str:
@@ -49,8 +50,13 @@ class Caller:
         self.user = None
         self.token = None
         if raw is not None:
+            try:
+                check_token_allowed(request)  # an address that guessed tokens is locked out
+            except LockedOut as exc:
+                raise HubError(429, None, exc.message) from None
             token = authenticate_token(raw)
             if token is None:
+                token_failed(request, "hub")
                 raise HubError(401, None, "Invalid credentials in Authorization header")
             self.user, self.token = token.user, token
         elif request.user.is_authenticated:

@@ -29,7 +29,7 @@ class CheckpointSerializer(CheckpointSummarySerializer):
     files = CheckpointFileSerializer(many=True)
     census = serializers.JSONField()
     scan = serializers.SerializerMethodField()
-    converted_from = serializers.PrimaryKeyRelatedField(read_only=True)
+    converted_from = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta(CheckpointSummarySerializer.Meta):
         fields = CheckpointSummarySerializer.Meta.fields + ["census", "files", "scan",

@@ -17,7 +17,7 @@ from audit.services import deny, record_event, records_refusals
 from models import blobstore
 from models.blobstore import StagedFile
 from models.census import CensusInput, take_census
-from models.errors import LabelTaken, SubmissionError, TooLarge
+from models.errors import LabelTaken, SessionNotFound, SubmissionError, TooLarge
 from models.formats import FormatError
 from models.formats.layout import (FileKind, check_unique, classify, normalize_path,
                                    sniff_pickle_carrier)
@@ -124,19 +124,7 @@ def submit_checkpoint(*, actor, family_name: str, label: str, files: list[Staged
     """
     created_blobs: list[str] = []
     try:
-        org, name = parse_family_name(family_name)
-        check_label(label)
-        existing = ModelFamily.objects.filter(org=org, name=name).first()
-        if existing is None and has_role(actor, RESEARCHERS) and namespace_refusal(actor, org):
-            raise deny(actor=actor, action="family.create", reason=namespace_refusal(actor, org))
-        if not can_submit_to(actor, existing):
-            reason = (f"{actor} may not submit checkpoints to {family_name}: "
-                      + ("only the family's owners may" if existing and has_role(actor, RESEARCHERS)
-                         else "submitting needs the researchers role"))
-            raise deny(actor=actor, action="checkpoint.submit", obj=existing, reason=reason)
-        if existing and Checkpoint.objects.filter(family=existing, label=label).exists():
-            raise LabelTaken(f"{family_name} already has a checkpoint labelled {label!r}; "
-                             "choose another label")
+        org, name = check_submission_target(actor=actor, family_name=family_name, label=label)
         prepared = _prepare(files)
         census = take_census([CensusInput(path=f.path, kind=kind, size=f.size, open=f.open)
                               for f, kind in prepared])
@@ -198,13 +186,19 @@ def _prepare(files: list[StagedFile]) -> list[tuple[StagedFile, str]]:
     if len(files) > settings.STAGEGATE_MAX_FILES:
         raise SubmissionError(f"{len(files)} files is more than the limit of "
                               f"{settings.STAGEGATE_MAX_FILES} (STAGEGATE_MAX_FILES)")
+    originals = [staged.path for staged in files]
     for staged in files:
         staged.path = normalize_path(staged.path)
         if staged.size > settings.STAGEGATE_MAX_FILE_SIZE:
             raise TooLarge(f"{staged.path}: {blobstore.format_size(staged.size)} is larger than "
                            f"the {blobstore.format_size(settings.STAGEGATE_MAX_FILE_SIZE)} "
                            "limit (STAGEGATE_MAX_FILE_SIZE)")
-    check_unique([f.path for f in files])
+    check_unique([f.path for f in files], originals)
+    total = sum(f.size for f in files)
+    if total > settings.STAGEGATE_MAX_CHECKPOINT_SIZE:
+        raise TooLarge(f"the checkpoint's files add up to {blobstore.format_size(total)}, more "
+                       f"than the {blobstore.format_size(settings.STAGEGATE_MAX_CHECKPOINT_SIZE)} "
+                       "limit (STAGEGATE_MAX_CHECKPOINT_SIZE)")
     if all(f.size == 0 for f in files):
         raise SubmissionError("empty upload: every file received is 0 bytes")
     return [(f, _kind_of(f)) for f in files]
@@ -231,19 +225,41 @@ def _forget(shas: Iterable[str]) -> None:
 # --- upload sessions (one streaming PUT per file) -----------------------------------------------
 
 @records_refusals
-def create_upload_session(*, actor, family_name: str, label: str) -> UploadSession:
-    """Open a session; validates names and permission now so a client learns early."""
+def check_submission_target(*, actor, family_name: str, label: str) -> tuple[str, str]:
+    """What submit_checkpoint will refuse for who and where, asked before any bytes are
+    staged: the names, the permission and the label. Returns (org, name)."""
     org, name = parse_family_name(family_name)
     check_label(label)
     family = ModelFamily.objects.filter(org=org, name=name).first()
     if family is None and has_role(actor, RESEARCHERS) and namespace_refusal(actor, org):
         raise deny(actor=actor, action="family.create", reason=namespace_refusal(actor, org))
     if not can_submit_to(actor, family):
-        raise deny(actor=actor, action="checkpoint.submit", obj=family,
-                   reason=f"{actor} may not submit checkpoints to {family_name}")
+        reason = (f"{actor} may not submit checkpoints to {family_name}: "
+                  + ("only the family's owners may" if family and has_role(actor, RESEARCHERS)
+                     else "submitting needs the researchers role"))
+        raise deny(actor=actor, action="checkpoint.submit", obj=family, reason=reason)
     if family and Checkpoint.objects.filter(family=family, label=label).exists():
         raise LabelTaken(f"{family_name} already has a checkpoint labelled {label!r}; "
                          "choose another label")
+    return org, name
+
+
+def check_upload_file(*, actor, session_id: int, path: str) -> str:
+    """Before a PUT's body is read: the session is the caller's, open and unexpired, and the
+    path is one a checkpoint may hold. Returns the normalised path."""
+    try:
+        normalized = normalize_path(path)
+    except FormatError as exc:
+        raise SubmissionError(str(exc)) from None
+    session = UploadSession.objects.filter(pk=session_id).first()
+    _check_session(actor, session_id, session)
+    return normalized
+
+
+@records_refusals
+def create_upload_session(*, actor, family_name: str, label: str) -> UploadSession:
+    """Open a session; validates names and permission now so a client learns early."""
+    org, name = check_submission_target(actor=actor, family_name=family_name, label=label)
     hours = settings.STAGEGATE_UPLOAD_SESSION_HOURS
     with transaction.atomic():
         session = UploadSession.objects.create(
@@ -256,13 +272,18 @@ def create_upload_session(*, actor, family_name: str, label: str) -> UploadSessi
 
 def _open_session(actor, session_id) -> UploadSession:
     session = UploadSession.objects.select_for_update().filter(pk=session_id).first()
+    _check_session(actor, session_id, session)
+    return session
+
+
+def _check_session(actor, session_id, session: UploadSession | None) -> None:
+    # Someone else's session answers exactly like one that does not exist.
     if session is None or session.created_by_id != actor.pk:
-        raise SubmissionError(f"no open upload session {session_id} of yours") from None
+        raise SessionNotFound(f"no open upload session {session_id} of yours") from None
     if session.status != UploadSession.Status.OPEN:
         raise SubmissionError(f"upload session {session_id} is {session.status}")
     if session.expires_at < timezone.now():
         raise SubmissionError(f"upload session {session_id} expired; open a new one")
-    return session
 
 
 def put_upload_file(*, actor, session_id: int, path: str, staged: StagedFile,

@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from config import untrusted
 from models.scanner import ScanResult, scan_path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +93,7 @@ def convert_to_safetensors(src_path: str | os.PathLike, dst_path: str | os.PathL
 
 def _convert_sharded(index: Path, dst: Path, timeout_s: float, memory_limit_bytes: int) -> dict:
     try:
-        weight_map = json.loads(index.read_text())["weight_map"]
+        weight_map = untrusted.loads(index.read_bytes(), what=index.name)["weight_map"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise WorkerFailed(f"{index}: not a readable pickle index ({exc})") from None
     shards = sorted(set(weight_map.values()))

@@ -4,6 +4,12 @@ HashingUploadHandler replaces Django's default handlers for submissions: each fi
 once, to a temporary file under FILE_UPLOAD_TEMP_DIR, and hashed as its bytes arrive, so storing
 it afterwards is a rename. A file part's checkpoint path is its field name after `path:`
 (`path:tokenizer/vocab.json`), or else its file name, which Django reduces to a base name.
+
+Nothing is staged before the caller is known to be allowed: a multipart body is checked when
+its first file part begins (the `family` and `label` fields must come first, as browsers and
+curl -F send them), against who is signed in, the family's owners and the declared size; a PUT
+is checked (session, ownership, path, declared size) before its body is read at all. A refused
+upload is answered at once, without reading the rest of the body.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopFutureHandlers, StopUpload
+from django.core.exceptions import PermissionDenied
 from django.http import UnreadablePostError
-from django.http.multipartparser import MultiPartParserError
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
 from models.blobstore import FileTooLarge, StagedFile, format_size, stage_chunks
 from models.errors import IncompleteUpload, SubmissionError, TooLarge
@@ -40,11 +47,42 @@ class HashingUploadHandler(FileUploadHandler):
         # reader of request.POST (the CSRF check) swallowed the error.
         self.completed = False
         self.created: list[HashedTemporaryUploadedFile] = []
+        self.parser: MultiPartParser | None = None
+        self.checked = False
+        self.content_length = 0
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        self.content_length = content_length or 0
+        return None
+
+    def _check_before_staging(self) -> None:
+        """Before the first byte of the first file: may this caller submit this, this big?"""
+        from models.services import check_submission_target
+
+        self.checked = True
+        fields = self.parser._post if self.parser is not None else {}
+        limit = settings.STAGEGATE_MAX_CHECKPOINT_SIZE
+        if self.content_length > limit:
+            raise TooLarge(f"the upload declares {format_size(self.content_length)}, more than "
+                           f"the {format_size(limit)} limit of one checkpoint "
+                           "(STAGEGATE_MAX_CHECKPOINT_SIZE)")
+        if not fields.get("family"):
+            raise SubmissionError("send the family and label fields before the files (the "
+                                  "family decides who may upload)")
+        check_submission_target(actor=self.request.user,
+                                family_name=fields.get("family", "").strip(),
+                                label=fields.get("label", "").strip())
 
     # No `file` attribute until new_file(): MultiPartParser._close_files() calls .close() on it.
 
     def new_file(self, field_name, file_name, content_type, content_length, charset=None,
                  content_type_extra=None):
+        if not self.checked:
+            try:
+                self._check_before_staging()
+            except (SubmissionError, PermissionDenied) as exc:
+                self.error = exc
+                raise StopUpload(connection_reset=True) from None
         super().new_file(field_name, file_name, content_type, content_length, charset,
                          content_type_extra)
         self.file = HashedTemporaryUploadedFile(file_name, content_type, 0, charset,
@@ -91,9 +129,18 @@ def install_upload_handler(request) -> HashingUploadHandler:
     (the CSRF check does), so that the body is parsed once, by this handler."""
     existing = getattr(request, "_stagegate_upload_handler", None)
     if existing is None:
-        existing = HashingUploadHandler(request)
-        request.upload_handlers = [existing]
-        request._stagegate_upload_handler = existing
+        existing = handler = HashingUploadHandler(request)
+        request.upload_handlers = [handler]
+        request._stagegate_upload_handler = handler
+
+        def parse_file_upload(META, post_data):
+            # Django's own parser, with a reference to it for the handler: the fields sent
+            # before the first file are what the check before staging reads.
+            parser = MultiPartParser(META, post_data, request.upload_handlers, request.encoding)
+            handler.parser = parser
+            return parser.parse()
+
+        request.parse_file_upload = parse_file_upload
     return existing
 
 
@@ -122,7 +169,7 @@ def staged_from_multipart(request) -> tuple[dict[str, str], list[StagedFile]]:
     except MultiPartParserError as exc:
         handler.discard_all()
         raise IncompleteUpload(f"the upload is not a well-formed multipart body ({exc})") from None
-    except SubmissionError:
+    except (SubmissionError, PermissionDenied):
         handler.discard_all()
         raise
     staged = [StagedFile(path=f.checkpoint_path, sha256=f.sha256, size=f.size,

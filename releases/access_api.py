@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -75,6 +76,22 @@ def _visible_release(request, release_id) -> Release:
     return get_object_or_404(access.discoverable_releases(request.user), pk=release_id)
 
 
+# Ids the caller may not see answer exactly like ids that do not exist (404, same message):
+# one's own requests and grants, and those of the releases one manages.
+def _visible_requests(user):
+    from django.db.models import Q
+
+    return AccessRequest.objects.filter(Q(user_id=user.pk)
+                                        | Q(release__in=access.manageable_releases(user)))
+
+
+def _visible_grants(user):
+    from django.db.models import Q
+
+    return AccessGrant.objects.filter(Q(user_id=user.pk)
+                                      | Q(release__in=access.manageable_releases(user)))
+
+
 class ReleaseAccessRequestsView(APIView):
     @extend_schema(request=RequestAccessSerializer, responses={201: AccessRequestSerializer})
     @_refusals
@@ -83,7 +100,10 @@ class ReleaseAccessRequestsView(APIView):
         accepted, and `accept: true`."""
         release = _visible_release(request, release_id)
         data = dict(request.data)
-        answers = dict(data.pop("answers", {}) or {})
+        answers = data.pop("answers", {}) or {}
+        if not isinstance(answers, dict):
+            raise BadRequest("answers: send an object of the policy's form fields")
+        answers = dict(answers)
         answers.update({k: v for k, v in data.items() if k not in ("licence_version", "accept")})
         if "licence_version" not in request.data:
             raise BadRequest("licence_version: say which licence version you accept")
@@ -94,13 +114,11 @@ class ReleaseAccessRequestsView(APIView):
 
 
 class AccessRequestListView(APIView):
+    @extend_schema(responses={200: AccessRequestSerializer(many=True)}, parameters=[
+        OpenApiParameter("status", str, description="e.g. pending")])
     def get(self, request):
         """Access requests you may decide (or your own); filter with ?status=pending."""
-        from django.db.models import Q
-
-        requests_ = (AccessRequest.objects.filter(
-            Q(user_id=request.user.pk) | Q(release__in=access.manageable_releases(request.user)))
-            .select_related("release__checkpoint__family", "user", "decided_by").order_by("-id"))
+        requests_ = (_visible_requests(request.user).select_related("release__checkpoint__family", "user", "decided_by").order_by("-id"))
         if request.query_params.get("status"):
             requests_ = requests_.filter(status=request.query_params["status"])
         return Response(AccessRequestSerializer(requests_, many=True).data)
@@ -112,7 +130,7 @@ class AccessRequestDecisionView(APIView):
     @extend_schema(request=DecisionSerializer, responses={200: AccessRequestSerializer})
     @_refusals
     def post(self, request, request_id: int):
-        access_request = get_object_or_404(AccessRequest, pk=request_id)
+        access_request = get_object_or_404(_visible_requests(request.user), pk=request_id)
         data = DecisionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         decided = access.decide_access_request(actor=request.user, request=access_request,
@@ -132,6 +150,9 @@ class AccessRequestBulkView(APIView):
         """Approve or reject several requests at once."""
         data = BulkDecisionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        ids = set(data.validated_data["ids"])
+        if len(ids) != _visible_requests(request.user).filter(pk__in=ids).count():
+            raise Http404("No AccessRequest matches the given query.")
         decided = access.decide_access_requests(
             actor=request.user, request_ids=data.validated_data["ids"],
             approve=data.validated_data["decision"] == "approve",
@@ -140,6 +161,7 @@ class AccessRequestBulkView(APIView):
 
 
 class ReleaseGrantsView(APIView):
+    @extend_schema(responses={200: GrantSerializer(many=True)})
     def get(self, request, release_id: int):
         release = _visible_release(request, release_id)
         if not access.can_manage_access(request.user, release):
@@ -150,7 +172,7 @@ class ReleaseGrantsView(APIView):
     @_refusals
     def post(self, request, release_id: int):
         """Name a partner (with the agreement and, optionally, an expiry)."""
-        release = get_object_or_404(Release, pk=release_id)
+        release = _visible_release(request, release_id)
         data = PartnerGrantSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = get_user_model().objects.filter(username=data.validated_data["user"]).first()
@@ -166,7 +188,7 @@ class ReleaseGrantsView(APIView):
 class GrantRevokeView(APIView):
     @extend_schema(request=DecisionSerializer, responses={200: GrantSerializer})
     def post(self, request, grant_id: int):
-        grant = get_object_or_404(AccessGrant, pk=grant_id)
+        grant = get_object_or_404(_visible_grants(request.user), pk=grant_id)
         data = DecisionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         revoked = access.revoke_grant(actor=request.user, grant=grant,

@@ -142,6 +142,7 @@ class CommentSerializer(serializers.Serializer):
 
 class ReleaseViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ReleaseSerializer
+    lookup_value_regex = r"[0-9]+"  # an id that is not a number is no route (404), never a 500
 
     def get_queryset(self):
         queryset = selectors.releases_visible_to(self.request.user)

@@ -3,18 +3,25 @@ the eval summary, how to download with the stock client, and asking for access."
 
 from __future__ import annotations
 
+import posixpath
+import unicodedata
 from collections import OrderedDict
+from urllib.parse import unquote, urlsplit
 
 import markdown
 import nh3
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from config.untrusted import parse_int, query_int
+from models.blobstore import open_blob
 from models.cards import model_card
+from models.formats.layout import FileKind
 from releases import access
 from releases.errors import ReleaseInputError, TransitionNotAllowed
 from releases.models import AccessGrant, AccessRequest, Release
@@ -43,12 +50,62 @@ def catalogue(request):
         "q": request.GET.get("q", "")})
 
 
+# Images a card may show: raster formats only (an SVG can carry script), from the model's own
+# files, no larger than this.
+CARD_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+                    ".gif": "image/gif", ".webp": "image/webp", ".avif": "image/avif"}
+CARD_IMAGE_LIMIT = 5 * 1024 * 1024
+
+
 def render_card(release: Release) -> str:
-    """The model card (README.md) as sanitised HTML, YAML front matter removed."""
-    card = model_card(release.published_checkpoint.files.all())
+    """The model card (README.md) as sanitised HTML, YAML front matter removed. An image is
+    shown only when it is one of the checkpoint's own image files (its src is rewritten to
+    card_image); any other source (another site, a tracking pixel, data:, a path outside the
+    checkpoint) is removed, so viewing a card never makes the browser ask anyone else."""
+    files = list(release.published_checkpoint.files.all())
+    card = model_card(files)
     if card is None:
         return ""
-    return nh3.clean(markdown.markdown(card.body, extensions=["fenced_code", "tables"]))
+    card_file = next(f for f in files if f.kind == FileKind.MODEL_CARD)
+    folder = posixpath.dirname(card_file.path)
+    by_path = {f.path: f for f in files}
+
+    def own_image(value: str) -> str | None:
+        parts = urlsplit(value.strip())
+        if parts.scheme or parts.netloc or value.strip().startswith(("/", "\\")):
+            return None
+        path = posixpath.normpath(posixpath.join(folder, unquote(parts.path)))
+        path = unicodedata.normalize("NFC", path)
+        file = by_path.get(path)
+        if (file is None or path.startswith("../")
+                or posixpath.splitext(path)[1].lower() not in CARD_IMAGE_TYPES
+                or file.size > CARD_IMAGE_LIMIT):
+            return None
+        family = release.published_checkpoint.family
+        return reverse("releases:card-image", args=[family.org, family.name, release.pk, path])
+
+    def attribute_filter(element: str, attribute: str, value: str) -> str | None:
+        if element == "img" and attribute == "src":
+            return own_image(value)
+        return value
+
+    html = markdown.markdown(card.body, extensions=["fenced_code", "tables"])
+    return nh3.clean(html, attribute_filter=attribute_filter)
+
+
+def card_image(request, org: str, name: str, release_id: int, path: str):
+    """One image file of a model's card, for whoever may see the model page."""
+    release = get_object_or_404(access.discoverable_releases(request.user), pk=release_id,
+                                published_checkpoint__family__org=org,
+                                published_checkpoint__family__name=name)
+    suffix = posixpath.splitext(path)[1].lower()
+    file = release.published_checkpoint.files.filter(path=path).first()
+    if file is None or suffix not in CARD_IMAGE_TYPES or file.size > CARD_IMAGE_LIMIT:
+        raise Http404("no such image in this model's card")
+    response = FileResponse(open_blob(file.blob_id), content_type=CARD_IMAGE_TYPES[suffix])
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 def model_page(request, org: str, name: str):
@@ -90,7 +147,8 @@ def model_page(request, org: str, name: str):
 @login_required
 @require_POST
 def request_access_view(request, org: str, name: str, release_id: int):
-    release = get_object_or_404(access.published_releases(), pk=release_id,
+    # Only releases the caller can discover: a hidden one answers like a missing one.
+    release = get_object_or_404(access.discoverable_releases(request.user), pk=release_id,
                                 published_checkpoint__family__org=org,
                                 published_checkpoint__family__name=name)
     rule = stage_rule(release, "gated")
@@ -123,22 +181,28 @@ def access_admin(request):
         action = request.POST.get("action")
         try:
             if action in ("approve", "reject"):
-                ids = [int(i) for i in request.POST.getlist("request")]
+                ids = [parse_int(i, what="request", minimum=1)
+                       for i in request.POST.getlist("request")]
                 if not ids:
                     raise ReleaseInputError("tick at least one request")
+                # Requests on releases one does not manage are skipped like missing ones.
+                ids = list(AccessRequest.objects.filter(pk__in=ids, release__in=manageable)
+                           .values_list("pk", flat=True))
                 access.decide_access_requests(actor=request.user, request_ids=ids,
                                               approve=action == "approve",
                                               reason=request.POST.get("reason", ""))
                 messages.success(request, f"{len(ids)} request(s) {action}d.")
             elif action == "revoke":
-                grant = get_object_or_404(AccessGrant, pk=request.POST.get("grant"))
+                grant = get_object_or_404(AccessGrant, pk=query_int(request.POST, "grant"),
+                                          release__in=manageable)
                 access.revoke_grant(actor=request.user, grant=grant,
                                     reason=request.POST.get("reason", ""))
                 messages.success(request, f"Access of {grant.user} revoked.")
             elif action == "partner":
                 from django.contrib.auth import get_user_model
 
-                release = get_object_or_404(Release, pk=request.POST.get("release"))
+                release = get_object_or_404(access.discoverable_releases(request.user),
+                                            pk=query_int(request.POST, "release"))
                 user = get_user_model().objects.filter(username=request.POST.get("user")).first()
                 if user is None:
                     raise ReleaseInputError(f"no user named {request.POST.get('user')!r}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -217,6 +218,7 @@ def resolve_file(request, caller: Caller, org: str, name: str, rev: str, path: s
     release = resolve(caller, org, name, rev)
     served = release.published_checkpoint
     commit = served.commit
+    path = unicodedata.normalize("NFC", path)  # stored paths are NFC (models/formats/layout.py)
     file = served.files.filter(path=path).first()
     decision = access.download_access(caller.user, release)
     if not decision.allowed:

@@ -26,5 +26,7 @@ urlpatterns = [
     path("models/<str:org>/<str:name>/", catalogue.model_page, name="model-page"),
     path("models/<str:org>/<str:name>/releases/<int:release_id>/request-access/",
          catalogue.request_access_view, name="request-access"),
+    path("models/<str:org>/<str:name>/releases/<int:release_id>/card/<path:path>",
+         catalogue.card_image, name="card-image"),
     path("access/", catalogue.access_admin, name="access-admin"),
 ]

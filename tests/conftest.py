@@ -133,6 +133,16 @@ def tiny_model_dir(model_cache) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def fresh_counters():
+    """Refusal aggregation counts in the cache: each test starts with none, so a refusal one
+    test made is never folded into another's."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def hub_client_online(monkeypatch):
     """The Hub client reads HF_HUB_OFFLINE once, at import; whatever imported it first, tests
     that talk to a live Stagegate need it online (it never reaches beyond this machine)."""

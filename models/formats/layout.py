@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import PurePosixPath
 
 from models.formats import FormatError
@@ -87,6 +88,33 @@ def sniff_pickle_carrier(head: bytes) -> bool:
 
 _SEGMENT = re.compile(r"^[^\x00-\x1f\x7f/\\]+$")
 
+# Characters that show as nothing (or as something else) and so make two different names look
+# the same, or reorder what is shown: Unicode's format characters (zero-width spaces and
+# joiners, bidi marks, embeddings, overrides and isolates, the BOM, soft hyphen), controls,
+# separators other than the plain space, private-use, surrogate and unassigned code points,
+# and the default-ignorable letters and marks that render blank (Hangul fillers, variation
+# selectors, the combining grapheme joiner, Khmer inherent vowels, the blank Braille cell).
+_INVISIBLE_CATEGORIES = {"Cf", "Cc", "Co", "Cs", "Cn", "Zl", "Zp", "Zs"}
+_INVISIBLE_EXTRA = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0,
+                    *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)}
+
+
+def _invisible(char: str) -> bool:
+    if char == " ":
+        return False
+    return unicodedata.category(char) in _INVISIBLE_CATEGORIES or ord(char) in _INVISIBLE_EXTRA
+
+
+def _describe(char: str) -> str:
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" {name}" if name else "")
+
+
+def comparison_key(path: str) -> str:
+    """Two paths with the same key are the same file to a person (and to a case-insensitive
+    or normalising file system): NFC, case-folded, NFC again."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
+
 
 def normalize_path(raw: str) -> str:
     """A checkpoint-relative POSIX path, or FormatError saying why `raw` is not one.
@@ -97,6 +125,15 @@ def normalize_path(raw: str) -> str:
     if not isinstance(raw, str) or raw == "":
         raise FormatError("empty file name")
     shown = raw if len(raw) <= 80 else raw[:77] + "..."
+    # (C0 controls and DEL have their own message below.)
+    invisible = next((c for c in raw if _invisible(c) and not (c <= "\x1f" or c == "\x7f")),
+                     None)
+    if invisible is not None:
+        raise FormatError(f"file name {ascii(shown)} contains the invisible character "
+                          f"{_describe(invisible)}; remove it (it makes a name look like "
+                          "another, or reorders how it is shown)")
+    # One spelling per name: NFD and NFC forms of "café" are the same name.
+    raw = unicodedata.normalize("NFC", raw)
     if len(raw) > MAX_PATH_LENGTH:
         raise FormatError(f"file name {shown!r} is longer than {MAX_PATH_LENGTH} characters")
     if "\\" in raw:
@@ -115,19 +152,29 @@ def normalize_path(raw: str) -> str:
     return "/".join(segments)
 
 
-def check_unique(paths: list[str]) -> None:
-    seen: dict[str, str] = {}
-    for path in paths:
-        key = path.casefold()
+def check_unique(paths: list[str], originals: list[str] | None = None) -> None:
+    """Refuse two paths that are the same name to a person: equal, equal but for case, or
+    equal once normalised to NFC. `originals` are the names as sent (before normalize_path),
+    so that the message can name both spellings."""
+    originals = originals or paths
+    seen: dict[str, tuple[str, str]] = {}
+    for path, original in zip(paths, originals):
+        key = comparison_key(path)
         if key in seen:
-            if seen[key] == path:
+            other, other_original = seen[key]
+            if other == path and other_original != original:
+                raise FormatError(
+                    f"files {ascii(other_original)} and {ascii(original)} are the same name "
+                    f"({path!r}) written in two Unicode forms (NFC and NFD); keep one")
+            if other == path:
                 raise FormatError(f"duplicate file {path!r}: each path may appear once")
-            raise FormatError(f"files {seen[key]!r} and {path!r} differ only by case; "
+            raise FormatError(f"files {other!r} and {path!r} differ only by case; "
                               "they would collide on case-insensitive file systems")
-        seen[key] = path
+        seen[key] = (path, original)
+    folders = {key: path for key, (path, _) in seen.items()}
     for path in paths:
         parts = path.split("/")
         for depth in range(1, len(parts)):
-            folder = "/".join(parts[:depth]).casefold()
-            if folder in seen:
-                raise FormatError(f"{seen[folder]!r} is a file but {path!r} uses it as a folder")
+            folder = comparison_key("/".join(parts[:depth]))
+            if folder in folders:
+                raise FormatError(f"{folders[folder]!r} is a file but {path!r} uses it as a folder")

@@ -8,12 +8,12 @@ sorted by offset, each begins where the previous ended, and the last ends at the
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from config import untrusted
 from models.formats import FormatError
 
 # dtype -> bits per element (sub-byte types are packed).
@@ -76,9 +76,9 @@ def read_header(stream: BinaryIO, file_size: int) -> SafetensorsHeader:
     if len(raw) != header_size:
         raise FormatError("file ended inside the header")
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"header is not valid JSON ({exc})") from None
+        header = untrusted.loads(raw, what="header")
+    except untrusted.UntrustedInput as exc:
+        raise FormatError(exc.message) from None
     if not isinstance(header, dict):
         raise FormatError("header is JSON but not an object of tensors")
 

@@ -93,7 +93,7 @@ def catalogue() -> list[BadInput]:
                  status=413, settings={"STAGEGATE_MAX_FILE_SIZE": 100}),
         BadInput("no-weight-files", [("config.json", CONFIG)], "no weight files"),
         BadInput("config-not-json", [("model.safetensors", valid), ("config.json", b"{oops")],
-                 "config.json: not valid JSON"),
+                 "config.json is not valid JSON"),
         BadInput("index-names-missing-shard",
                  [("model-00001-of-00002.safetensors", valid),
                   ("model.safetensors.index.json", json.dumps({"weight_map": {

@@ -130,7 +130,10 @@ def test_a_manual_request_waits_and_is_decided_in_bulk(personas, db, api_client_
     own = erin.get("/api/v1/access-requests/").json()
     assert [r["user"] for r in own] == ["erin"]  # her own only: she manages nothing
     assert api_client_for(personas.bob).get("/api/v1/access-requests/").json() == []
+    # Mallory's request is not erin's to see: it answers like one that does not exist.
     assert erin.post("/api/v1/access-requests/bulk/", {"ids": ids, "decision": "approve"},
+                     format="json").status_code == 404
+    assert erin.post("/api/v1/access-requests/bulk/", {"ids": ids[:1], "decision": "approve"},
                      format="json").status_code == 403
     decided = dave.post("/api/v1/access-requests/bulk/", {"ids": ids, "decision": "approve"},
                         format="json").json()

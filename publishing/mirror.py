@@ -26,7 +26,7 @@ COMPARE_LIMIT = 64 * 1024 * 1024  # a file stored in git (not LFS) is compared b
 class Outcome:
     state: str  # in_sync | alarm | withdrawn
     changes: list[str] = field(default_factory=list)
-    drift: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)  # found before the changes (repaired by them)
     notes: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
     verified: dict[str, str] = field(default_factory=dict)
@@ -65,7 +65,7 @@ def snapshot(state: RemoteState | None) -> dict:
         return {}
     return {"sha": state.sha, "private": state.private, "gated": state.gated,
             "files": {p: f.sha256 or f"git:{f.blob_id}" for p, f in sorted(state.files.items())},
-            "accepted": sorted(state.access.get("accepted", ()))}
+            "accepted": sorted(state.access.get("accepted", ())) if state.access_known else None}
 
 
 def drift(before: dict, state: RemoteState | None) -> list[str]:
@@ -89,7 +89,7 @@ def drift(before: dict, state: RemoteState | None) -> list[str]:
             found.append(f"{path}: added outside Stagegate" if was is None else
                          f"{path}: deleted outside Stagegate" if is_ is None else
                          f"{path}: replaced outside Stagegate (now {is_.removeprefix('git:')[:16]})")
-    if now["gated"] == before["gated"]:
+    if now["gated"] == before["gated"] and None not in (now["accepted"], before["accepted"]):
         for name in sorted(set(now["accepted"]) - set(before["accepted"])):
             found.append(f"{name} was given access outside Stagegate")
         for name in sorted(set(before["accepted"]) - set(now["accepted"])):
@@ -97,10 +97,16 @@ def drift(before: dict, state: RemoteState | None) -> list[str]:
     return found
 
 
-def sync(remote: Remote, desired: Desired, *, before: dict, message: str,
-         description: str) -> Outcome:
+def inspect(remote: Remote, before: dict) -> tuple[RemoteState | None, list[str]]:
+    """The remote as it is, and what changed on it since the last run that succeeded."""
     state = remote.read()
-    outcome = Outcome(state="in_sync", drift=drift(before, state), notes=list(desired.notes))
+    return state, drift(before, state)
+
+
+def apply(remote: Remote, desired: Desired, state: RemoteState | None, *, message: str,
+          description: str) -> Outcome:
+    """Bring the remote (as `inspect` read it) to `desired`, then read it back."""
+    outcome = Outcome(state="in_sync", notes=list(desired.notes))
     if state is None:
         remote.create_private()
         outcome.changes.append("created the repo (private)")

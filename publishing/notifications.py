@@ -31,7 +31,8 @@ def drift(mirror_id: int, findings: list[str]) -> None:
           f"The publication target {mirror.target.remote_url} of release {mirror.release_id} "
           f"({mirror.release.checkpoint}) was changed outside Stagegate:\n\n"
           + "".join(f"- {line}\n" for line in findings)
-          + f"\nStagegate has put it back as the release's {mirror.stage} stage says.\n\n{link}\n")
+          + f"\nStagegate is putting it back as the release's {mirror.stage} stage says; the "
+          f"release page shows whether that worked.\n\n{link}\n")
 
 
 def mismatch(mirror_id: int, mismatches: list[str]) -> None:

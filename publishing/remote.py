@@ -78,6 +78,7 @@ class RemoteState:
     gated: str | bool
     files: dict[str, RemoteFile]
     access: dict[str, set[str]] = field(default_factory=dict)  # status -> hub user names
+    access_known: bool = True
 
 
 class Remote:
@@ -113,8 +114,13 @@ class Remote:
         state = RemoteState(sha=info.sha, private=bool(info.private), gated=info.gated or False,
                             files=self.files(info.sha))
         if state.gated:
-            state.access = {status: self.access_list(status)
-                            for status in ("pending", "accepted", "rejected")}
+            try:
+                state.access = {status: self.access_list(status)
+                                for status in ("pending", "accepted", "rejected")}
+            except RemoteRefused as exc:
+                if exc.status != 403:
+                    raise
+                state.access_known = False  # a read-only token: the rest can still be compared
         return state
 
     def files(self, revision: str) -> dict[str, RemoteFile]:

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from publishing import services
 from publishing.desired import desired_state
-from publishing.mirror import sync
+from publishing.mirror import apply, inspect
 from publishing.models import PublicationTarget
 from publishing.remote import Remote, RemoteRefused, TransientRemoteError
 from publishing.tokens import TokenUnavailable, target_token
@@ -63,11 +63,15 @@ def _run(target: PublicationTarget, release: Release, trigger: str, final_attemp
         remote = Remote(endpoint=target.endpoint, repo_id=target.remote_repo,
                         token=target_token(target))
         checkpoint = desired.release.published_checkpoint
-        outcome = sync(remote, desired, before=target.remote_snapshot,
-                       message=f"Stagegate release {desired.release.pk}: {checkpoint.label} "
-                               f"({desired.stage})",
-                       description=f"Manifest digest {checkpoint.manifest_digest}, published to "
-                                   f"the {desired.stage} stage from {settings.SITE_URL}.")
+        state, drift = inspect(remote, target.remote_snapshot)
+        if drift:  # reported before any repair, so a repair that fails cannot lose the report
+            services.record_drift(target=target, mirror=mirror, drift=drift, trigger=trigger)
+        outcome = apply(remote, desired, state,
+                        message=f"Stagegate release {desired.release.pk}: {checkpoint.label} "
+                                f"({desired.stage})",
+                        description=f"Manifest digest {checkpoint.manifest_digest}, published "
+                                    f"to the {desired.stage} stage from {settings.SITE_URL}.")
+        outcome.drift = drift
     except TransientRemoteError as exc:
         if not final_attempt:
             services.record_retry(mirror, exc.message)

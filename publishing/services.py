@@ -244,9 +244,25 @@ def record_failure(*, target: PublicationTarget, mirror: Mirror, reason: str,
             "reason": reason, "trigger": trigger})
 
 
+def record_drift(*, target: PublicationTarget, mirror: Mirror, drift: list[str],
+                 trigger: str) -> None:
+    """The remote changed outside Stagegate since the last run that succeeded: the mirror is
+    `drifted` (until the repair that follows succeeds), one `publication.drift_found` event,
+    mail to the release managers."""
+    with transaction.atomic():
+        Mirror.objects.filter(pk=mirror.pk).update(
+            state=S.DRIFTED, detail="changed outside Stagegate: " + "; ".join(drift),
+            updated_at=timezone.now())
+        record_event(actor=None, verb="publication.drift_found", obj=mirror.release, data={
+            "target": target.pk, "remote": target.remote_url, "stage": mirror.stage,
+            "trigger": trigger, "drift": drift})
+        transaction.on_commit(lambda: notifications.drift(mirror.pk, drift))
+
+
 def record_outcome(*, target: PublicationTarget, mirror: Mirror, outcome, trigger: str) -> Mirror:
-    """What a run found and did, in one transaction: drift (reported), the changes made (one
-    event), an alarm (event and mail). A run that changed nothing writes no event."""
+    """What a run did, in one transaction: the changes made (one event: `publication.synced`,
+    `.repaired` after drift, `.withdrawn`), or an alarm (event and mail). A run that changed
+    nothing writes no event."""
     release = mirror.release
     now = timezone.now()
     base = {"target": target.pk, "remote": target.remote_url, "stage": mirror.stage,
@@ -259,10 +275,9 @@ def record_outcome(*, target: PublicationTarget, mirror: Mirror, outcome, trigge
     else:
         detail = (f"in sync at {outcome.remote_commit[:12]}: {len(outcome.verified)} file(s), "
                   "every sha256 read back from the Hub equals the manifest's")
-    with transaction.atomic():
         if outcome.drift:
-            record_event(actor=None, verb="publication.drift_found", obj=release,
-                         data={**base, "drift": outcome.drift})
+            detail += "; repaired what changed outside Stagegate: " + "; ".join(outcome.drift)
+    with transaction.atomic():
         fields = {"state": state, "detail": detail, "notes": outcome.notes,
                   "remote_commit": outcome.remote_commit, "verified": outcome.verified,
                   "checked_at": now, "updated_at": now}
@@ -285,8 +300,6 @@ def record_outcome(*, target: PublicationTarget, mirror: Mirror, outcome, trigge
             record_event(actor=None, verb=verb, obj=release, data={
                 **base, "changes": outcome.changes, "commit": outcome.remote_commit,
                 "mismatches": outcome.mismatches, "status": state})
-        if outcome.drift:
-            transaction.on_commit(lambda: notifications.drift(mirror.pk, outcome.drift))
         if state == S.ALARM:
             transaction.on_commit(lambda: notifications.mismatch(mirror.pk, outcome.mismatches))
     mirror.refresh_from_db()

@@ -80,6 +80,17 @@ def entries(release: Release) -> dict[str, Entry]:
     return people
 
 
+def access_release(caller: Caller, org: str, name: str) -> Release:
+    """The release whose access requests the repo's lists are: the newest one at `gated` the
+    caller can discover (a newer release still with partners does not hide it), else the one
+    the repo's main serves them (whose errors, e.g. RepoNotFound, are the Hub's answer)."""
+    gated = (access.discoverable_releases(caller.user)
+             .filter(checkpoint__family__org=org, checkpoint__family__name=name,
+                     current_stage="gated").exclude(status=Release.Status.WITHDRAWN)
+             .order_by("-published_checkpoint__created_at", "-id").first())
+    return gated or resolve(caller, org, name, None)
+
+
 def _hub_access_view(methods: list[str], scope: str):
     def decorate(fn):
         @csrf_exempt
@@ -91,7 +102,7 @@ def _hub_access_view(methods: list[str], scope: str):
                 if caller.anonymous:
                     raise HubError(401, None, "Invalid credentials in Authorization header: "
                                    "deciding access requests needs a Stagegate token")
-                release = resolve(caller, org, name, None)
+                release = access_release(caller, org, name)
                 if caller.token is not None and not caller.token.allows(scope):
                     raise deny(actor=caller.user, action="access.hub_api", obj=release,
                                reason=f"this API token has scope '{caller.token.scope}'; this "

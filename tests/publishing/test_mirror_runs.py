@@ -260,3 +260,43 @@ def test_a_newer_release_at_a_narrower_stage_does_not_narrow_the_remote(partners
     assert f"release {release.pk}" in mirror.detail
     assert bot(hub).model_info(REMOTE).private is False
     assert Mirror.objects.get(release=release, target=target).state == Mirror.State.IN_SYNC
+
+
+def test_drift_that_cannot_be_repaired_is_still_reported(partners, personas, hub):
+    release, target = partners
+    run(release, target)
+    bot(hub).update_repo_settings(REMOTE, private=False)
+    # The target's token was replaced by a member's read-only one: it can see, not repair.
+    target = add_target(personas, hub, token=USERS["reader"].token)
+    mirror = run(release, target, trigger="reconcile")
+    assert mirror.state == Mirror.State.FAILED and "403" in mirror.detail
+    assert AuditEvent.objects.get(verb="publication.drift_found").data["drift"] == [
+        "made public outside Stagegate"]
+    assert AuditEvent.objects.filter(verb="publication.failed").count() == 1
+
+
+def test_the_token_can_come_from_the_workers_environment(personas, simple_policy, hub, allow,
+                                                         monkeypatch):
+    from models.models import ModelFamily
+    from publishing import services
+
+    allow(hub)
+    release = release_at(personas, "partners", family=FAMILY)
+    target = services.add_publication_target(
+        actor=personas.dave, family=ModelFamily.objects.get(org="lab", name="tiny"),
+        endpoint=hub.url, remote_repo=REMOTE, token_env="STAGEGATE_HUB_TOKEN")
+    monkeypatch.delenv("STAGEGATE_HUB_TOKEN", raising=False)
+    mirror = run(release, target)
+    assert mirror.state == Mirror.State.FAILED
+    assert "environment has no STAGEGATE_HUB_TOKEN" in mirror.detail
+    assert hub.writes() == []
+    monkeypatch.setenv("STAGEGATE_HUB_TOKEN", USERS["bot"].token)
+    assert run(release, target).state == Mirror.State.IN_SYNC
+
+
+def test_a_hub_the_operator_no_longer_allows_gets_nothing(partners, hub, settings):
+    release, target = partners
+    settings.STAGEGATE_PUBLICATION_ENDPOINTS = ["https://huggingface.co"]
+    mirror = run(release, target)
+    assert mirror.state == Mirror.State.FAILED and "STAGEGATE_PUBLICATION_ENDPOINTS" in mirror.detail
+    assert all(r["path"] == "/" for r in hub.requests())  # its readiness probe, nothing else

@@ -234,3 +234,14 @@ def test_lists_are_paginated_with_link_headers(stagegate_server, world, monkeypa
     names = [r.username for r in api(stagegate_server, tokens["dave"])
              .list_pending_access_requests(REPO)]
     assert names == ["erin"] + [f"researcher{i}" for i in range(4)]
+
+
+def test_a_newer_release_with_partners_does_not_hide_the_gated_releases_requests(
+        stagegate_server, world):
+    people, release, request, tokens = world
+    release_at(people, "partners", family=REPO, label="v2", seed=9)
+    dave = api(stagegate_server, tokens["dave"])
+    assert [r.username for r in dave.list_pending_access_requests(REPO)] == ["erin"]
+    dave.accept_access_request(REPO, "erin")
+    request.refresh_from_db()
+    assert request.status == "approved"

@@ -83,6 +83,13 @@ def _run(target: PublicationTarget, release: Release, trigger: str, final_attemp
         services.record_failure(target=target, mirror=mirror, trigger=trigger,
                                 reason=getattr(exc, "message", None) or str(exc))
         return "failed"
+    except Exception as exc:
+        # A fault of ours: the mirror must not be left `syncing` for ever. Recorded, not
+        # retried (it is not a transient error); the traceback goes to the worker's log.
+        services.record_failure(target=target, mirror=mirror, trigger=trigger,
+                                reason=f"internal error ({type(exc).__name__}: "
+                                       f"{' '.join(str(exc).split())[:300]}); see the worker log")
+        raise
     mirror = services.record_outcome(target=target, mirror=mirror, outcome=outcome,
                                      trigger=trigger)
     return mirror.state

@@ -99,9 +99,11 @@ def _hub_access_view(methods: list[str], scope: str):
         def view(request, org: str, name: str, **kwargs):
             try:
                 caller = Caller(request)
-                if caller.anonymous:
+                if caller.token is None:
+                    # A token, never the session cookie: a web page must not be able to make a
+                    # release manager's signed-in browser grant access (these views take no CSRF).
                     raise HubError(401, None, "Invalid credentials in Authorization header: "
-                                   "deciding access requests needs a Stagegate token")
+                                   "send a Stagegate API token (scope read to list, all to decide)")
                 release = access_release(caller, org, name)
                 if caller.token is not None and not caller.token.allows(scope):
                     raise deny(actor=caller.user, action="access.hub_api", obj=release,

@@ -187,11 +187,22 @@ def test_everyone_who_may_not_decide_is_refused_and_nothing_changes(stagegate_se
     assert not can_download(stagegate_server, tokens["mallory"], tmp_path, "m")
 
 
-def test_anonymous_and_read_tokens_cannot_decide(stagegate_server, world):
+def test_anonymous_sessions_and_read_tokens_cannot_decide(stagegate_server, world):
     people, release, request, tokens = world
     url = f"{stagegate_server.url}/api/models/{REPO}/user-access-request/handle"
     anonymous = requests.post(url, json={"user": "erin", "status": "accepted"})
     assert anonymous.status_code == 401 and anonymous.headers["X-Error-Message"]
+    # dave signed in with a browser: a page elsewhere posting as him gets nothing (no CSRF here).
+    browser = requests.Session()
+    login = browser.get(f"{stagegate_server.url}/login/")
+    browser.post(f"{stagegate_server.url}/login/", data={
+        "username": "dave", "password": "dave-pw",
+        "csrfmiddlewaretoken": browser.cookies.get("csrftoken", "")},
+        headers={"Referer": login.url})
+    assert "sessionid" in browser.cookies
+    forged = browser.post(url, data='{"user": "erin", "status": "accepted"}',
+                          headers={"Content-Type": "text/plain"})
+    assert forged.status_code == 401
     reader = api(stagegate_server, token_for(people.dave, "read"))
     assert [r.username for r in reader.list_pending_access_requests(REPO)] == ["erin"]
     with pytest.raises(HfHubHTTPError) as narrow:

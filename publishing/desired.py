@@ -98,7 +98,8 @@ def _files(release: Release, gated_rule) -> dict[str, DesiredFile]:
     if gated_rule is not None:
         card = next((f for f in checkpoint.files.all() if f.kind == FileKind.MODEL_CARD
                      and f.path == "README.md"), None)
-        original = _read_card(card.blob_id) if card is not None and card.size <= CARD_LIMIT else None
+        readable = card is not None and card.size <= CARD_LIMIT
+        original = _read_card(card.blob_id) if readable else None
         content = gated_card(original, gated_rule, checkpoint.family.repo_id)
         files["README.md"] = DesiredFile(
             path="README.md", size=len(content), sha256=hashlib.sha256(content).hexdigest(),

@@ -88,7 +88,8 @@ def drift(before: dict, state: RemoteState | None) -> list[str]:
         if was != is_:
             found.append(f"{path}: added outside Stagegate" if was is None else
                          f"{path}: deleted outside Stagegate" if is_ is None else
-                         f"{path}: replaced outside Stagegate (now {is_.removeprefix('git:')[:16]})")
+                         f"{path}: replaced outside Stagegate "
+                         f"(now {is_.removeprefix('git:')[:16]})")
     if now["gated"] == before["gated"] and None not in (now["accepted"], before["accepted"]):
         for name in sorted(set(now["accepted"]) - set(before["accepted"])):
             found.append(f"{name} was given access outside Stagegate")

@@ -46,7 +46,8 @@ def allowed_endpoints() -> list[str]:
 
 
 def endpoint_refusal(endpoint: str) -> str | None:
-    """Bytes and tokens go only to the Hubs the operator allows (STAGEGATE_PUBLICATION_ENDPOINTS)."""
+    """Bytes and tokens go only to the Hubs the operator allows
+    (STAGEGATE_PUBLICATION_ENDPOINTS)."""
     allowed = set(allowed_endpoints())
     if endpoint not in allowed:
         return (f"{endpoint} is not a Hub this Stagegate publishes to; the operator adds it to "
@@ -101,7 +102,8 @@ def add_publication_target(*, actor, family, endpoint: str, remote_repo: str,
                     family=family, endpoint=endpoint, remote_repo=remote_repo,
                     token_env=token_env, token_encrypted=encrypted, created_by=actor)
             except IntegrityError:
-                raise PublicationInputError(f"{endpoint}/{remote_repo} is already a target") from None
+                raise PublicationInputError(
+                    f"{endpoint}/{remote_repo} is already a target") from None
         else:
             target.token_env, target.token_encrypted, target.active = token_env, encrypted, True
             target.save(update_fields=["token_env", "token_encrypted", "active"])

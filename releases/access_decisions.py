@@ -54,7 +54,8 @@ def grant_gated_access(*, actor, release: Release, user, reason: str = "") -> Ac
             latest = AccessRequest.objects.filter(release=release, user=user).order_by(
                 "-created_at", "-id").first()
             licence = required_licence(release, "gated") or ""
-            accepted = latest.licence_version if latest and latest.licence_version == licence else ""
+            current = latest is not None and latest.licence_version == licence
+            accepted = latest.licence_version if current else ""
             grant = AccessGrant.objects.create(release=release, user=user, stage="gated",
                                                licence_version=accepted, granted_by=actor,
                                                granted_at=now)

@@ -48,7 +48,7 @@ def test_alice_submits_bob_and_carol_approve_and_the_gates_turn_green(
         assert "pass" in gate.get_attribute("class")
         if reviewer == "carol":
             page.goto(f"{url}/releases/{release.pk}/")
-            assert page.locator("#release-status").inner_text() == "approved"
+            assert page.locator("#release-status").inner_text() == "approved: internal"
             assert page.locator("#gates-verdict").inner_text() == "all gates pass"
             assert page.locator("li.gate.fail").count() == 0
         page.context.close()

@@ -19,7 +19,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("family", help="ORG/NAME of the Stagegate family")
-        parser.add_argument("--endpoint", required=True, help="the Hub, e.g. https://huggingface.co")
+        parser.add_argument("--endpoint", required=True,
+                            help="the Hub, e.g. https://huggingface.co")
         parser.add_argument("--repo", required=True, help="REMOTE_ORG/NAME on that Hub")
         token = parser.add_mutually_exclusive_group(required=True)
         token.add_argument("--token-env", help="the workers' environment variable with the token")
@@ -48,5 +49,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except PermissionDenied as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"publication target {target.pk}: {target} (token: {target.token_source}); "
-                          "published stages of the family are mirrored there from now on")
+        self.stdout.write(f"publication target {target.pk}: {target} "
+                          f"(token: {target.token_source}); published stages of the family are "
+                          "mirrored there from now on")

@@ -13,7 +13,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username", help="the Stagegate user")
-        parser.add_argument("--endpoint", required=True, help="the Hub, e.g. https://huggingface.co")
+        parser.add_argument("--endpoint", required=True,
+                            help="the Hub, e.g. https://huggingface.co")
         parser.add_argument("--username", dest="hub_username", required=True,
                             help="their user name on that Hub")
         parser.add_argument("--user", help="record this release manager as the one who linked it")

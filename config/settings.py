@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "models.apps.RegistryConfig",
     "evaluations",
     "releases",
+    "publishing",
 ]
 
 MIDDLEWARE = [
@@ -400,12 +401,34 @@ LOGGING = {
                 "axes": {"level": "WARNING"}},
 }
 
+# --- Publishing to Hugging Face Hubs -----------------------------------------------------------
+# The Hubs publication targets may name (base URLs, comma-separated): approved bytes and a
+# target's token go nowhere else.
+STAGEGATE_PUBLICATION_ENDPOINTS = env_list("STAGEGATE_PUBLICATION_ENDPOINTS",
+                                           ["https://huggingface.co"])
+# Seconds between two runs of the reconciler, which compares every target with what Stagegate
+# says it should be (0: never; run `celery -A config beat` for it to run at all).
+STAGEGATE_PUBLICATION_RECONCILE_SECONDS = env_int("STAGEGATE_PUBLICATION_RECONCILE_SECONDS", 900)
+# A mirror run that meets a transient error (network, 408/412/429/5xx, a busy target) is tried
+# again this many times, the first after this many seconds, then doubling.
+STAGEGATE_PUBLICATION_MAX_RETRIES = env_int("STAGEGATE_PUBLICATION_MAX_RETRIES", 5)
+STAGEGATE_PUBLICATION_RETRY_SECONDS = env_int("STAGEGATE_PUBLICATION_RETRY_SECONDS", 60)
+# How long one run may hold a target before another may take it (a dead worker's claim lapses).
+STAGEGATE_PUBLICATION_CLAIM_SECONDS = env_int("STAGEGATE_PUBLICATION_CLAIM_SECONDS", 6 * 3600)
+# Seconds the Hub has to answer one API call (uploads are not limited by this).
+STAGEGATE_PUBLICATION_HTTP_TIMEOUT = env_int("STAGEGATE_PUBLICATION_HTTP_TIMEOUT", 60)
+
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-upload-sessions": {
         "task": "registry.purge_expired_upload_sessions",
         "schedule": 3600.0,
     },
 }
+if STAGEGATE_PUBLICATION_RECONCILE_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["reconcile-publication-targets"] = {
+        "task": "publishing.reconcile_targets",
+        "schedule": float(STAGEGATE_PUBLICATION_RECONCILE_SECONDS),
+    }
 
 # --- Evaluations ------------------------------------------------------------------------------
 # A running eval writes a heartbeat with its progress; a run whose heartbeat is older than this

@@ -31,6 +31,7 @@ urlpatterns = [
     path("", include("evaluations.urls")),
     path("", include("releases.urls")),
     path("", include("audit.urls")),
+    path("", include("publishing.urls")),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
     # The Hub API (huggingface_hub / transformers) last: its repo paths are the most general.

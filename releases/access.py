@@ -18,7 +18,7 @@ from accounts.roles import RELEASE_MANAGERS, has_role, in_group
 from audit.models import AuditEvent
 from audit.services import deny, record_event, records_refusals
 from models.selectors import sees_whole_registry
-from releases import clock
+from releases import clock, signals
 from releases.errors import ReleaseInputError, TransitionNotAllowed
 from releases.models import AccessGrant, AccessRequest, Release
 from releases.policy import LADDER
@@ -97,6 +97,10 @@ def download_access(user, release: Release, *, now=None) -> Access:
     active = [g for g in usable if g.is_active_at(now)]
     for grant in active:
         licence = required_licence(release, grant.stage)
+        if licence and not grant.licence_version:
+            # Granted by a release manager before the person accepted any licence.
+            return Access(False, "reconsent", f"you were granted access: accept the licence "
+                                              f"{licence} on the model page to download")
         if licence and grant.licence_version != licence:
             return Access(False, "reconsent", f"the licence changed to {licence}; accept it "
                                               "again on the model page to keep access")
@@ -181,6 +185,7 @@ def grant_partner_access(*, actor, release: Release, user, agreement_note: str,
         record_event(actor=actor, verb="access.granted", obj=release, data={
             "user": user.username, "stage": "partners", "expires_at": expires_at,
             "agreement": agreement_note})
+        signals.send_on_commit(signals.access_changed, release_id=release.pk)
     return grant
 
 
@@ -240,6 +245,8 @@ def request_access(*, actor, release: Release, answers: dict, licence_version: s
         record_event(actor=actor, verb="access.requested", obj=release, data={
             "request": request.pk, "licence_version": current, "answers": answers,
             "status": request.status})
+        if automatic:
+            signals.send_on_commit(signals.access_changed, release_id=release.pk)
     return request
 
 
@@ -281,6 +288,7 @@ def decide_access_request(*, actor, request: AccessRequest, approve: bool,
         record_event(actor=actor, verb=verb, obj=release, data={
             "request": request.pk, "user": request.user.username, "stage": "gated",
             "reason": reason})
+        signals.send_on_commit(signals.access_changed, release_id=release.pk)
     return request
 
 
@@ -306,6 +314,7 @@ def revoke_grant(*, actor, grant: AccessGrant, reason: str) -> AccessGrant:
         grant.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
         record_event(actor=actor, verb="access.revoked", obj=grant.release, data={
             "user": grant.user.username, "stage": grant.stage, "reason": reason})
+        signals.send_on_commit(signals.access_changed, release_id=grant.release_id)
     return grant
 
 

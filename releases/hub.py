@@ -236,6 +236,8 @@ def resolve_file(request, caller: Caller, org: str, name: str, rev: str, path: s
 def hub_urls():
     from django.urls import re_path
 
+    from releases.hub_access import hub_access_urls
+
     repo = r"(?P<org>[A-Za-z0-9][A-Za-z0-9._-]*)/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)"
     rev = r"(?P<rev>refs/(?:pr/\d+|convert/\w+)|[^/]+)"
     return [
@@ -243,6 +245,7 @@ def hub_urls():
         re_path(rf"^api/models/{repo}/revision/{rev}$", model_info, name="hub-model-revision"),
         re_path(rf"^api/models/{repo}/tree/{rev}(?:/(?P<path>.+))?$", tree, name="hub-tree"),
         re_path(rf"^{repo}/resolve/{rev}/(?P<path>.+)$", resolve_file, name="hub-resolve"),
+        *hub_access_urls(),
     ]
 
 

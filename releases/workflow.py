@@ -14,7 +14,7 @@ from django.db import transaction
 from audit.services import deny, records_refusals
 from models.models import Checkpoint
 from models.services import can_submit_to
-from releases import access, clock, notifications
+from releases import access, clock, notifications, signals
 from releases.errors import ReleaseInputError, TransitionNotAllowed
 from releases.models import BytesReopening, Release, StagePublication
 from releases.policies_service import current_policy_version
@@ -388,6 +388,7 @@ def publish_release(*, actor, release: Release, stage: str) -> Release:
              standing=release_standing(release, evidence=standing.evidence), stage=stage,
              manifest_digest=release.manifest_digest, tier=tier)
     transaction.on_commit(lambda: notifications.published(release.pk))
+    signals.send_on_commit(signals.stage_published, release_id=release.pk, stage=stage)
     return release
 
 
@@ -417,6 +418,7 @@ def withdraw_release(*, actor, release: Release, reason: str) -> Release:
         _log(actor, "release.withdrawn", release, reason=reason, stage=release.current_stage,
              grants_revoked=grants, requests_cancelled=requests)
     transaction.on_commit(lambda: notifications.withdrawn(release.pk))
+    signals.send_on_commit(signals.release_withdrawn, release_id=release.pk)
     return release
 
 

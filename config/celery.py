@@ -11,3 +11,8 @@ app = Celery("stagegate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("default"), Queue("evals"), Queue("gpu"))
 app.autodiscover_tasks()
+
+# Log lines of a task carry the id of the request that queued it (config/logs.py).
+from config.logs import connect_celery_signals  # noqa: E402
+
+connect_celery_signals()

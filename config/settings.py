@@ -8,6 +8,7 @@ an explicit SECRET_KEY and ALLOWED_HOSTS.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import sys
 from datetime import timedelta
@@ -78,6 +79,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "csp",
     "axes",
+    "django_prometheus",
     "audit",
     "accounts",
     "models.apps.RegistryConfig",
@@ -87,6 +89,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.logs.RequestIdMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -99,6 +103,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes asks: it turns a sign-in lockout into the locked-out page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -290,6 +295,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_REDIRECT_STDOUTS = False
 
 # --- API --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -360,6 +366,8 @@ if PRODUCTION:
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Load balancers and Prometheus probe over plain HTTP inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
@@ -391,15 +399,36 @@ if DEBUG:
 else:
     CONTENT_SECURITY_POLICY = {"DIRECTIVES": _CSP_DIRECTIVES}
 
+# text (one readable line) or json (one object per line, with the request id that follows a
+# request into the tasks it queues: config/logs.py).
+STAGEGATE_LOG_FORMAT = env_str("STAGEGATE_LOG_FORMAT", "text")
+if STAGEGATE_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfiguredEnv(f"STAGEGATE_LOG_FORMAT={STAGEGATE_LOG_FORMAT!r}: use text or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "config.logs.RequestIdFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "config.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["request_id"],
+                             "formatter": STAGEGATE_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"},
                 # Every failure and lockout is an audit event; axes' own lines are noise.
                 "axes": {"level": "WARNING"}},
 }
+
+# Workers log through LOGGING above (so STAGEGATE_LOG_FORMAT applies to them too).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_REDIRECT_STDOUTS = False
+
+# --- Operations -------------------------------------------------------------------------------
+# /metrics is open to these networks (comma-separated CIDRs) and to a bearer token.
+STAGEGATE_METRICS_ALLOW = [ipaddress.ip_network(n.strip()) for n in env_str(
+    "STAGEGATE_METRICS_ALLOW", "127.0.0.1/32,::1/128").split(",") if n.strip()]
+STAGEGATE_METRICS_TOKEN = env_str("STAGEGATE_METRICS_TOKEN", "")
 
 # --- Publishing to Hugging Face Hubs -----------------------------------------------------------
 # The Hubs publication targets may name (base URLs, comma-separated): approved bytes and a

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from accounts.urls import auth_urlpatterns
 from audit.views import AuditEventListView
-from config import views
+from config import health, views
 from models.hub_urls import hub_write_urls
 from releases.hub import hub_urls
 
@@ -23,6 +23,9 @@ api_v1 = [
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
     path("favicon.ico", views.favicon),
     path("accounts/login/", views.login_elsewhere),
     path("", include(auth_urlpatterns)),

@@ -103,6 +103,8 @@ def execute_run(*, run_id: int, worker: str | None = None) -> str:
         run = EvalRun.objects.filter(pk=run_id).first()
         return "busy" if run is not None and run.status == EvalRun.Status.RUNNING else "noop"
     run = EvalRun.objects.select_related("checkpoint__family").get(pk=run_id)
+    log.info("eval run %s (%s on %s) attempt %s started on %s", run_id, run.eval_name,
+             run.checkpoint, attempt, worker)
     try:
         outcome = _evaluate(run, attempt)
     except (EvalError, RunFailed) as exc:

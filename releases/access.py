@@ -333,7 +333,10 @@ def revoke_all_on_withdrawal(release: Release, actor) -> tuple[int, int]:
 
 def record_download(*, user, release: Release, path: str, sha256: str, size: int,
                     sent: int, byte_range: str | None) -> None:
-    """One `weights.downloaded` event per GET of a file."""
+    """One `weights.downloaded` event per GET of a file (and the bytes, for /metrics)."""
+    from config.metrics import count_download
+
+    count_download(sent=sent)
     record_event(actor=user, verb="weights.downloaded", obj=release, data={
         "family": release.published_checkpoint.family.repo_id, "path": path, "sha256": sha256,
         "manifest_digest": release.published_checkpoint.manifest_digest, "size": size,

@@ -453,6 +453,18 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
     },
 }
+# The reconciler: every this many seconds (0: never), work left behind by a lost worker or
+# message (eval runs whose heartbeat went stale, conversions, webhook deliveries, mirror jobs)
+# is re-queued once or marked failed with the reason.
+STAGEGATE_RECONCILE_SECONDS = env_int("STAGEGATE_RECONCILE_SECONDS", 300)
+# How long queued or pending work may wait before the reconciler counts it as left behind;
+# above the longest retry back-off (an hour), so it never races a retry that is only waiting.
+STAGEGATE_RECONCILE_AFTER_SECONDS = env_int("STAGEGATE_RECONCILE_AFTER_SECONDS", 2 * 3600)
+if STAGEGATE_RECONCILE_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["reconcile-left-behind-work"] = {
+        "task": "stagegate.reconcile_left_behind",
+        "schedule": float(STAGEGATE_RECONCILE_SECONDS),
+    }
 if STAGEGATE_PUBLICATION_RECONCILE_SECONDS > 0:
     CELERY_BEAT_SCHEDULE["reconcile-publication-targets"] = {
         "task": "publishing.reconcile_targets",

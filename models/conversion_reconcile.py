@@ -34,12 +34,12 @@ def reconcile_conversions(*, now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     lost = now - timedelta(seconds=settings.STAGEGATE_RECONCILE_AFTER_SECONDS)
     counts = {"requeued": 0, "failed": 0}
-    waiting = (AuditEvent.objects.filter(verb=REQUESTED, object_type=OBJECT_TYPE,
-                                         created_at__lt=lost)
-               .values_list("object_id", flat=True).distinct())
+    waiting = set(AuditEvent.objects.filter(verb=REQUESTED, object_type=OBJECT_TYPE,
+                                            created_at__lt=lost)
+                  .order_by().values_list("object_id", flat=True).distinct())
     done = set(Checkpoint.objects.filter(converted_from__isnull=False)
                .values_list("converted_from_id", flat=True))
-    for object_id in waiting:
+    for object_id in sorted(waiting, key=int):
         if int(object_id) not in done:
             outcome = _reconcile_one(int(object_id), lost)
             if outcome:

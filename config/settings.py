@@ -486,6 +486,11 @@ STAGEGATE_EVAL_TORCH_THREADS = env_int("STAGEGATE_EVAL_TORCH_THREADS", 0)
 # How many times one run may be attempted (a lost worker, a transient database or storage
 # error) before it is errored for good; a person then asks for it again.
 STAGEGATE_EVAL_MAX_ATTEMPTS = env_int("STAGEGATE_EVAL_MAX_ATTEMPTS", 3)
+# Whether workers consume the `gpu` queue. When they do, evals that prefer a GPU (finetune_attack)
+# go there for models of at least STAGEGATE_GPU_MIN_PARAMETERS parameters; smaller models, and
+# every model when this is off, run on the `evals` queue on the CPU.
+STAGEGATE_GPU_WORKERS = env_bool("STAGEGATE_GPU_WORKERS", False)
+STAGEGATE_GPU_MIN_PARAMETERS = env_int("STAGEGATE_GPU_MIN_PARAMETERS", 100_000_000)
 
 # Groups whose members may read the whole audit log (superusers and staff always may).
 STAGEGATE_AUDIT_READER_GROUPS = env_list("STAGEGATE_AUDIT_READER_GROUPS",

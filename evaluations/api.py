@@ -64,7 +64,8 @@ class EvalCatalogueView(APIView):
         builtins = [{"name": s.name, "version": s.version, "description": s.description,
                      "metrics": list(s.metrics), "higher_is_better": dict(s.higher_is_better),
                      "params": dict(s.params), "needs_model": s.needs_model,
-                     "needs_gpu": s.needs_gpu, "kind": "builtin"} for s in all_evals().values()]
+                     "needs_gpu": s.needs_gpu, "prefers_gpu": s.prefers_gpu,
+                     "kind": "builtin"} for s in all_evals().values()]
         packs = [{"name": p.name, "version": p.version, "type": p.type, "sha256": p.sha256,
                   "runs_as": catalogue.EVAL_FOR_PACK_TYPE.get(p.type), "items": p.items,
                   "kind": "pack"} for p in EvalPack.objects.all()]

@@ -107,8 +107,15 @@ def _get_or_create_family(*, actor, org: str, name: str) -> tuple[ModelFamily, b
             owners, _ = Group.objects.get_or_create(name=f"owners:{org}/{name}")
             family = ModelFamily.objects.create(org=org, name=name, owners=owners,
                                                 created_by=actor)
-    except IntegrityError:  # a concurrent submission created it first; use theirs
-        return ModelFamily.objects.select_for_update().get(org=org, name=name), False
+    except IntegrityError:
+        # A concurrent submission created it first: this one goes into it only if the actor
+        # may submit there, which was checked when the family did not exist yet.
+        family = ModelFamily.objects.select_for_update().get(org=org, name=name)
+        if not can_submit_to(actor, family):
+            raise deny(actor=actor, action="checkpoint.submit", obj=family,
+                       reason=f"{family.repo_id} was just created by someone else; only its "
+                              "owners may submit to it: choose another family name") from None
+        return family, False
     actor.groups.add(owners)
     record_event(actor=actor, verb="family.created", obj=family, data={"repo_id": family.repo_id})
     return family, True

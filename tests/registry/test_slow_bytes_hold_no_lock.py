@@ -209,3 +209,118 @@ def test_a_submission_that_loses_its_label_while_uploading_leaves_no_blob_and_no
     assert not Blob.objects.filter(sha256=sha).exists()
     assert blobstore.blob_name(sha) not in bucket.keys(), "the lost submission's bytes stayed"
     assert not any(blobstore.temp_dir().iterdir()), "staged files left behind"
+
+
+# --- every submission route ---------------------------------------------------------------------
+# While a route's bytes are held on their way to S3, the audit chain's head row is free: the
+# test's own transaction locks it with NOWAIT, which fails at once if any transaction holds it.
+
+def chain_head_is_free() -> bool:
+    from django.db import DatabaseError, transaction
+
+    from audit.models import AuditChainHead
+
+    try:
+        with transaction.atomic():
+            AuditChainHead.objects.select_for_update(nowait=True).filter(pk=1).first()
+        return True
+    except DatabaseError:
+        return False
+
+
+class Background(threading.Thread):
+    def __init__(self, work):
+        super().__init__(daemon=True)
+        self.work, self.result, self.error = work, None, None
+
+    def run(self) -> None:
+        from django.db import connection
+
+        try:
+            self.result = self.work()
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            connection.close()
+
+
+def via_web(server_url, alice, weights: Path, family: str):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(alice)
+    with open(weights, "rb") as fh:
+        response = client.post("/submit/", {"family": family, "label": "web", "file": fh},
+                               HTTP_ACCEPT="application/json")
+    assert response.status_code == 201, response.content[:500]
+    return response.json()["id"]
+
+
+def via_cli(server_url, alice, weights: Path, family: str):
+    import json
+    import subprocess
+    import sys
+
+    from tests.live import ROOT, worker_env
+
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "submit_checkpoint", str(weights), "--family", family,
+         "--label", "cli", "--user", alice.username, "--json"],
+        cwd=ROOT, env=worker_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)["id"]
+
+
+def via_upload_session(server_url, alice, weights: Path, family: str):
+    headers = {"Authorization": f"Bearer {token_for(alice)}"}
+    base = f"{server_url}/api/v1/uploads/"
+    session = requests.post(base, json={"family": family, "label": "session"}, headers=headers)
+    assert session.status_code == 201, session.text
+    with open(weights, "rb") as fh:
+        put = requests.put(f"{base}{session.json()['id']}/files/model.safetensors", data=fh,
+                           headers=headers, timeout=300)
+    assert put.status_code == 201, put.text
+    committed = requests.post(f"{base}{session.json()['id']}/commit/", headers=headers)
+    assert committed.status_code == 201, committed.text
+    return committed.json()["id"]
+
+
+def via_hub(server_url, alice, weights: Path, family: str):
+    from tests.live import LiveServer
+    from tests.registry.hubclient import run_python
+
+    server = LiveServer(url=server_url, host="", port=0)
+    proc, result = run_python(server, token_for(alice), weights.parent / "hf-home", f"""
+        api.create_repo({family!r}, private=True, exist_ok=True)
+        info = api.upload_file(path_or_fileobj={str(weights)!r}, path_in_repo="model.safetensors",
+                               repo_id={family!r}, commit_message="hub")
+        print(json.dumps({{"commit": info.oid}}))
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return Checkpoint.objects.get(family__org="lab", family__name=family.split("/")[1]).pk
+
+
+@pytest.mark.parametrize("route", [via_web, via_cli, via_upload_session, via_hub],
+                         ids=["web", "cli", "upload-session", "hub"])
+@pytest.mark.django_db(transaction=True)
+def test_no_route_holds_the_audit_chain_while_its_bytes_are_stored(
+        route, held_bucket, stagegate_server, personas, tmp_path):
+    bucket, proxy = held_bucket
+    weights = big_weights(tmp_path / "model.safetensors", seed=3)
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    family = f"lab/held-{route.__name__.removeprefix('via_').replace('_', '-')}"
+    token_for(personas.bob)  # an audited action, so the chain has a head row to lock
+    proxy.armed.set()
+    submission = Background(lambda: route(stagegate_server.url, personas.alice, weights, family))
+    submission.start()
+    try:
+        assert proxy.holding.wait(timeout=120), f"never stored its bytes: {submission.error!r}"
+        assert chain_head_is_free(), "the audit chain's head is locked while bytes are stored"
+        assert submission.is_alive()
+    finally:
+        proxy.release.set()
+        submission.join(timeout=300)
+    assert submission.error is None, submission.error
+    checkpoint = Checkpoint.objects.get(pk=submission.result)
+    assert checkpoint.family.repo_id == family and checkpoint.files.get().blob_id == sha
+    assert blobstore.blob_name(sha) in bucket.keys()

@@ -31,7 +31,7 @@ def test_a_run_whose_only_worker_was_killed_is_requeued_once_and_finishes_once(s
                                                                               tiny_model_dir):
     alice = make_persona("alice")
     checkpoint = submit_folder(alice, tiny_model_dir, family="lab/reconcile")
-    services.add_eval_pack(actor=alice, data=big_pack(400))
+    services.add_eval_pack(actor=alice, data=big_pack(200))
     run = services.request_evals(actor=alice, checkpoint=checkpoint, eval_names=["heldout-many"],
                                  params={"heldout-many": {"batch_size": 1}})[0]
     # The broker's own redelivery waits for the visibility timeout (hours, above the longest

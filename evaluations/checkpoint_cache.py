@@ -157,12 +157,23 @@ def valid_record(layout: Layout, digest: str, manifest: list[dict]) -> dict | No
             log.warning("eval cache copy %s: %s changed since it was verified; discarding it",
                         digest[:12], entry["path"])
             return None
-    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()}
-    if present != {entry["path"] for entry in files}:
+    if _contents(folder) != {entry["path"] for entry in files}:
         log.warning("eval cache copy %s: files were added since it was verified; discarding it",
                     digest[:12])
         return None
     return record
+
+
+def _contents(folder: Path) -> set[str]:
+    """Every entry under `folder` but its real directories: files, and links of any kind
+    (never followed)."""
+    found = set()
+    for base, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(base) / name
+            if path.is_symlink() or not path.is_dir():
+                found.add(path.relative_to(folder).as_posix())
+    return found
 
 
 def discard(layout: Layout, digest: str) -> None:

@@ -97,7 +97,7 @@ def test_bytes_that_do_not_match_the_manifest_fail_closed_and_leave_nothing(tmp_
     assert list(layout.entries.iterdir()) == []
 
 
-@pytest.mark.parametrize("change", ["write", "touch", "add", "remove", "replace"])
+@pytest.mark.parametrize("change", ["write", "touch", "add", "link", "remove", "replace"])
 def test_a_copy_changed_after_it_was_verified_is_never_used_again(tmp_path, store, change):
     cache = tmp_path / "cache"
     with use(cache, store) as copy:
@@ -115,6 +115,10 @@ def test_a_copy_changed_after_it_was_verified_is_never_used_again(tmp_path, stor
         os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     elif change == "add":
         (copy.folder / "extra.py").write_text("import os\n")
+    elif change == "link":  # a folder linked in: a link is never followed, always counted
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "elsewhere" / "model-00002.safetensors").write_bytes(b"more")
+        os.symlink(tmp_path / "elsewhere", copy.folder / "shards")
     elif change == "remove":
         weights.unlink()
     else:
@@ -125,6 +129,7 @@ def test_a_copy_changed_after_it_was_verified_is_never_used_again(tmp_path, stor
         for path, data in FILES.items():
             assert (again.folder / path).read_bytes() == data
         assert not (again.folder / "extra.py").exists()
+        assert not (again.folder / "shards").exists()
     assert len(store.fetches()) == 2 * len(FILES)
 
 

@@ -111,12 +111,12 @@ def verified_copy(*, root: Path, cap_bytes: int, manifest_digest: str, manifest:
     with open(layout.lock(manifest_digest), "a+b") as lock:
         built = False
         for _ in range(3):
-            fcntl.flock(lock, fcntl.LOCK_SH)
+            _wait_for(lock, fcntl.LOCK_SH, progress, total)
             record = valid_record(layout, manifest_digest, manifest)
             if record is not None:
                 break
             # Converting a shared lock is not atomic, hence the second look under it.
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            _wait_for(lock, fcntl.LOCK_EX, progress, total)
             if valid_record(layout, manifest_digest, manifest) is None:
                 discard(layout, manifest_digest)
                 reservation = _make_room(layout, cap_bytes, total, manifest_digest)
@@ -132,6 +132,19 @@ def verified_copy(*, root: Path, cap_bytes: int, manifest_digest: str, manifest:
             raise RuntimeError(f"the eval cache copy of {manifest_digest[:12]} kept being removed")
         os.utime(layout.record(manifest_digest))  # most recently used
         yield VerifiedCopy(folder=layout.folder(manifest_digest), record=record, built_now=built)
+
+
+def _wait_for(handle, mode: int, progress: Progress | None, total: int) -> None:
+    """Take a lock, reporting (no) progress while another process holds it: copying a large
+    checkpoint takes a while, and a run whose heartbeat stops counts as lost."""
+    while True:
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if progress:
+                progress(0, total)
+            time.sleep(0.1)
 
 
 def valid_record(layout: Layout, digest: str, manifest: list[dict]) -> dict | None:

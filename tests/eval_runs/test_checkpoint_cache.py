@@ -61,10 +61,10 @@ def store(tmp_path) -> FolderStore:
     return store
 
 
-def use(cache: Path, store, files=FILES, cap: int = 10**9):
+def use(cache: Path, store, files=FILES, cap: int = 10**9, progress=None):
     digest, manifest = manifest_of(files)
     return verified_copy(root=cache, cap_bytes=cap, manifest_digest=digest, manifest=manifest,
-                         fetch=store)
+                         fetch=store, progress=progress)
 
 
 def test_a_copy_is_made_and_verified_once_then_reused(tmp_path, store):
@@ -187,10 +187,11 @@ def _use_in_another_process(cache: str, store_root: str, log: str, ready, go, ou
     store = FolderStore(Path(store_root), Path(log), delay=0.2)
     ready.put(os.getpid())
     go.wait()
-    with use(Path(cache), store) as copy:
+    waits = []  # (no) progress reported while another process builds: the run's heartbeat
+    with use(Path(cache), store, progress=lambda done, total: waits.append(done)) as copy:
         data = {p: (copy.folder / p).read_bytes() == b for p, b in FILES.items()}
         time.sleep(0.2)  # still in use while the others look
-        out.put((copy.built_now, str(copy.folder), all(data.values())))
+        out.put((copy.built_now, str(copy.folder), all(data.values()), waits.count(0)))
 
 
 def test_worker_processes_racing_for_one_checkpoint_build_it_once(tmp_path, store):
@@ -209,7 +210,9 @@ def test_worker_processes_racing_for_one_checkpoint_build_it_once(tmp_path, stor
     for process in processes:
         process.join(timeout=30)
         assert process.exitcode == 0
-    assert sorted(built for built, _, _ in results) == [False, False, False, True]
-    assert {folder for _, folder, _ in results} == {str(Layout(cache).folder(manifest_of(FILES)[0]))}
-    assert all(intact for _, _, intact in results)
+    assert sorted(built for built, _, _, _ in results) == [False, False, False, True]
+    assert {folder for _, folder, _, _ in results} == {
+        str(Layout(cache).folder(manifest_of(FILES)[0]))}
+    assert all(intact for _, _, intact, _ in results)
+    assert all(waits > 0 for built, _, _, waits in results if not built)
     assert sorted(store.fetches()) == sorted(e["sha256"] for e in manifest_of(FILES)[1])

@@ -218,14 +218,15 @@ def score_sequences(model, sequences: Sequence[list[int]], *, batch_size: int = 
     the conditioning token, e.g. end-of-text); equal to score_tokens([s[0]], s[1:]).
 
     Built for many sequences that differ in a few tokens (a canary's candidates differ only in
-    the secret's slot), and so for a tree of shared work:
-    - the token prefix all sequences share runs once, and its key/value cache is reused;
-    - the last token of a sequence is only scored, never run, so sequences that differ only in
-      their last token share one forward pass of what comes before it (their "context"):
-      10,000 four-digit candidates are 1,000 contexts of three digits, one forward per batch
-      of contexts, instead of 10,000 forwards of four.
+    the secret's slot), as a tree of shared work: the token prefix all sequences share runs
+    once; after it, the sequences form a trie, and each node of the trie that some sequence
+    continues is run once, as one token on its parent's key/value cache, `batch_size` nodes of
+    one depth per forward pass (no padding: nodes of one depth have one length). A sequence's
+    last token is only scored, never run. 10,000 four-digit candidates cost 1,110 tokens run
+    (10 + 100 + 1,000) instead of 40,000.
     """
     import copy
+    from collections import Counter
 
     if not sequences:
         return []
@@ -240,53 +241,44 @@ def score_sequences(model, sequences: Sequence[list[int]], *, batch_size: int = 
     out = model(input_ids=prefix, use_cache=True)
     prefix_logp = torch.log_softmax(out.logits[0].float(), dim=-1)
     prefix_score = float(sum(prefix_logp[i - 1, int(prefix[0, i])] for i in range(1, shared)))
-    next_logp = prefix_logp[shared - 1]
-    # The sequences that share each context (the tokens between the prefix and the last one).
-    members: dict[tuple[int, ...], list[int]] = {}
-    for index, sequence in enumerate(sequences):
-        members.setdefault(tuple(sequence[shared:-1]), []).append(index)
-    scores = [0.0] * len(sequences)
+
+    suffixes = [tuple(s[shared:]) for s in sequences]
+    ends = Counter(suffixes)
+    followers: dict[tuple[int, ...], set[int]] = {}  # path -> the tokens that follow it
+    for suffix in ends:
+        for end in range(len(suffix)):
+            followers.setdefault(suffix[:end], set()).add(suffix[end])
+    path_score: dict[tuple[int, ...], float] = {(): 0.0}
     done = 0
-    for index in members.pop((), []):  # the last token follows the prefix itself
-        scores[index] = prefix_score + float(next_logp[sequences[index][-1]].double())
-        done += 1
-    if progress and done:
-        progress(done, len(sequences))
-    contexts = sorted(members, key=lambda c: (-len(c), c))
-    for batch in _batches(contexts, batch_size):
-        width = len(batch[0])
-        lengths = torch.tensor([len(context) for context in batch])
-        ids = torch.zeros((len(batch), width), dtype=torch.long)
-        scored = torch.zeros((len(batch), width), dtype=torch.bool)
-        mask = torch.zeros((len(batch), shared + width), dtype=torch.long)
-        mask[:, :shared] = 1
-        for row, context in enumerate(batch):
-            ids[row, :len(context)] = torch.tensor(context)
-            scored[row, 1:len(context)] = True
-            mask[row, shared:shared + len(context)] = 1
-        cache = copy.deepcopy(_cache_of(out))
-        cache.batch_repeat_interleave(len(batch))
-        ids, scored = ids.to(device), scored.to(device)
-        logits = model(input_ids=ids, attention_mask=mask.to(device), use_cache=True,
-                       **_with_cache(model, cache)).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        # Position j predicts context token j + 1; the first comes from the prefix, and the
-        # context's last position predicts each member's last token.
-        targets = torch.roll(ids, -1, dims=1)
-        picked = logp.gather(-1, targets[..., None]).squeeze(-1)
-        picked = torch.roll(picked, 1, dims=1)
-        paths = torch.where(scored, picked, 0.0).double().sum(-1).tolist()
-        firsts = next_logp[ids[:, 0]].double().tolist()
-        after = logp[torch.arange(len(batch), device=device), (lengths - 1).to(device)]
-        for row, context in enumerate(batch):
-            rows = members[context]
-            lasts = after[row, [sequences[i][-1] for i in rows]].double().tolist()
-            for index, last in zip(rows, lasts):
-                scores[index] = prefix_score + firsts[row] + paths[row] + last
-            done += len(rows)
+
+    def visit(paths: list[tuple[int, ...]], logp: torch.Tensor, cache) -> None:
+        """Score what follows each path (logp: their next-token log-probabilities, cache:
+        their keys and values, row for row), then run the paths that are continued further."""
+        nonlocal done
+        children = []
+        for row, path in enumerate(paths):
+            tokens = sorted(followers[path])
+            for token, value in zip(tokens, logp[row, tokens].double().tolist()):
+                child = path + (token,)
+                path_score[child] = path_score[path] + value
+                done += ends.get(child, 0)
+                if child in followers:
+                    children.append((row, child))
         if progress:
             progress(done, len(sequences))
-    return scores
+        batches = list(_batches(children, batch_size))
+        for number, batch in enumerate(batches):
+            rows = torch.tensor([row for row, _ in batch], device=device)
+            # reorder_cache rebinds the cache's tensors: the last batch may take the parent's.
+            branch = cache if number == len(batches) - 1 else copy.deepcopy(cache)
+            branch.reorder_cache(rows)
+            ids = torch.tensor([[child[-1]] for _, child in batch], device=device)
+            step = model(input_ids=ids, use_cache=True, **_with_cache(model, branch))
+            visit([child for _, child in batch], torch.log_softmax(step.logits[:, -1].float(), -1),
+                  _cache_of(step))
+
+    visit([()], prefix_logp[shared - 1][None], _cache_of(out))
+    return [prefix_score + path_score[suffix] for suffix in suffixes]
 
 
 def loglikelihood(model, tokenizer, requests: Sequence[tuple[str, str]], *,

@@ -1,10 +1,13 @@
-"""Eval workers: queue-to-running latency, throughput with one vs two workers, and each built-in
-eval's time on a ~25M-parameter model, measured on this machine in one run.
+"""Eval workers: queue-to-running latency, throughput with one vs two workers, each built-in
+eval's time on a ~25M-parameter model, and the policy's required set of seven evals on that
+~100 MB checkpoint (bytes read per checkpoint and seconds, against today's code and against
+this code with its caches off), measured on this machine in one run.
 
 Uses a throwaway PostgreSQL database and Redis db 14 when reachable (the production shape);
 workers are real `celery worker` processes.
 
 Usage: .venv/bin/python benchmarks/evals.py [--latency-runs 10] [--throughput-runs 8]
+           [--sections latency,throughput,per-eval,required] [--baseline-ref 5d31fcb]
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ from benchmarks._common import PYTHON, choose_database, drop_database  # noqa: E
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
-def start_worker(name: str, env: dict) -> subprocess.Popen:
+def start_worker(name: str, env: dict, cwd: Path = ROOT) -> subprocess.Popen:
     return subprocess.Popen(
         [PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "evals", "-n", f"{name}@%h",
          "--concurrency", "1", "-l", "warning", "--without-gossip", "--without-mingle",
-         "--without-heartbeat"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+         "--without-heartbeat"], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -81,7 +84,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-runs", type=int, default=10)
     parser.add_argument("--throughput-runs", type=int, default=8)
+    parser.add_argument("--sections", default="latency,throughput,per-eval,required")
+    # "Today's" code for the required set: the commit before evals copied, verified and loaded
+    # a checkpoint once per worker (empty: only this code, with and without its caches).
+    parser.add_argument("--baseline-ref", default="5d31fcb")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
 
     work = Path(tempfile.mkdtemp(prefix="stagegate-bench-evals-"))
     url = choose_database(work)
@@ -133,11 +141,14 @@ def main() -> None:
                                            prefix=" ".join(words[:3]),
                                            continuation=" " + " ".join(words[3:]))
 
+        if "required" in sections:
+            required = required_set(args, work, env, alice, cache, texts, big_spec, workers)
+
         # Small distinct checkpoints: one integrity run each for the latency.
         small = [submit_model(alice, cached_tiny_gpt(cache, texts[:200],
                                                      TinyGPTSpec(steps=0, seed=i)),
                               "bench/small", f"s{i}")
-                 for i in range(args.latency_runs)]
+                 for i in range(args.latency_runs if "latency" in sections else 0)]
 
         workers.append(start_worker("one", env))
         wait_ready(["one"])
@@ -160,10 +171,11 @@ def main() -> None:
             return len(ids) / (time.perf_counter() - started)
 
         n = args.throughput_runs
-        one = throughput(range(1, n + 1))
-        workers.append(start_worker("two", env))
-        wait_ready(["one", "two"])
-        two = throughput(range(n + 1, 2 * n + 1))
+        if "throughput" in sections:
+            one = throughput(range(1, n + 1))
+            workers.append(start_worker("two", env))
+            wait_ready(["one", "two"])
+            two = throughput(range(n + 1, 2 * n + 1))
 
         # drift_vs_parent compares with the family's previous approved checkpoint: approve
         # the 25M model and time the drift of a second one (another seed) against it.
@@ -177,7 +189,7 @@ def main() -> None:
                              "bench/gpt25m", "v2")
 
         timings = []
-        for name in all_evals():
+        for name in (all_evals() if "per-eval" in sections else []):
             checkpoint = child if name == "drift_vs_parent" else big
             run = services.request_evals(actor=None, checkpoint=checkpoint, eval_names=[name])[0]
             wait_finished([run.pk])
@@ -187,14 +199,22 @@ def main() -> None:
 
         print(f"database: {'PostgreSQL' if url else 'SQLite'}, broker: Redis; "
               f"{os.cpu_count()} CPUs; measured {time.strftime('%Y-%m-%d')}")
-        print(f"queue-to-running latency, idle worker: median {statistics.median(latencies):.0f} ms, "
-              f"max {max(latencies):.0f} ms over {len(latencies)} runs")
-        print(f"throughput (heldout_lm on the 25M model, 1 torch thread per worker): 1 worker {one:.2f} runs/s, "
-              f"2 workers {two:.2f} runs/s, ratio {two / one:.2f}x")
-        print(f"\nbuilt-in evals on a {big.parameters / 1e6:.1f}M-parameter GPT-2 (CPU, fp32):")
-        print(f"{'eval':<22}{'seconds':>9}{'progress units':>16}  status")
-        for name, seconds, status, samples in timings:
-            print(f"{name:<22}{seconds:>9.1f}{samples:>16,}  {status}")
+        if latencies:
+            print(f"queue-to-running latency, idle worker: median "
+                  f"{statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms over "
+                  f"{len(latencies)} runs")
+        if "throughput" in sections:
+            print(f"throughput (heldout_lm on the 25M model, 1 torch thread per worker): 1 "
+                  f"worker {one:.2f} runs/s, 2 workers {two:.2f} runs/s, ratio {two / one:.2f}x")
+        if timings:
+            print(f"\nbuilt-in evals on a {big.parameters / 1e6:.1f}M-parameter GPT-2 (CPU, fp32):")
+            print(f"{'eval':<22}{'seconds':>9}{'progress units':>16}  status")
+            for name, seconds, status, samples in timings:
+                print(f"{name:<22}{seconds:>9.1f}{samples:>16,}  {status}")
+        if "required" in sections:
+            from benchmarks._required_set import report
+
+            report(required)
     finally:
         stop(workers)
         try:
@@ -205,6 +225,51 @@ def main() -> None:
             pass
         drop_database(url)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def required_set(args, work: Path, env: dict, alice, cache: Path, texts, spec,
+                 workers: list) -> dict:
+    """The seven required evals on three checkpoints of the same ~100 MB weights (a card of
+    their own each, so each has its own digest and runs): today's code, this code with its
+    caches off, this code."""
+    from evaluations import services
+    from evaluations.tinylm import TinyGPTSpec, cached_tiny_gpt
+
+    from benchmarks._required_set import extract_ref, run_set
+
+    weights = cached_tiny_gpt(cache, texts, spec)
+    cache_dir = work / "eval-cache"
+    phases = []
+    if args.baseline_ref:
+        code = extract_ref(ROOT, args.baseline_ref, work / "baseline-code")
+        phases.append(("today", {"PYTHONPATH": str(code)}, code))
+    phases.append(("caches off", {"STAGEGATE_EVAL_CACHE_BYTES": "0",
+                                  "STAGEGATE_EVAL_MODEL_CACHE_MODELS": "0"}, ROOT))
+    phases.append(("this code", {}, ROOT))
+    results = {}
+    for number, (label, extra, cwd) in enumerate(phases):
+        folder = shutil.copytree(weights, work / f"required-{number}")
+        (folder / "README.md").write_text(f"# the benchmark's weights, copy {number}\n")
+        checkpoint = submit_model(alice, folder, f"bench/required-{number}", "v1")
+        services.add_canary(actor=alice, family=checkpoint.family, template="the code is {}",
+                            alphabet="0123456789", length=4, secret="4071")
+        for text in texts[:8]:
+            words = text.split()
+            services.add_extraction_prefix(actor=alice, family=checkpoint.family,
+                                           prefix=" ".join(words[:3]),
+                                           continuation=" " + " ".join(words[3:]))
+        warm_up = submit_model(alice, cached_tiny_gpt(cache, texts[:200], TinyGPTSpec(
+            steps=0, seed=100 + number)), "bench/warm-up", f"w{number}")
+        name = f"required{number}"
+        worker = start_worker(name, {**env, **extra,
+                                     "STAGEGATE_EVAL_CACHE_DIR": str(cache_dir)}, cwd=cwd)
+        workers.append(worker)
+        wait_ready([name])
+        results[label] = run_set(checkpoint=checkpoint, warm_up=warm_up, leader=worker.pid,
+                                 cache_dir=cache_dir)
+        stop([worker])
+        workers.remove(worker)
+    return results
 
 
 if __name__ == "__main__":

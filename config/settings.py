@@ -491,6 +491,13 @@ STAGEGATE_EVAL_MAX_ATTEMPTS = env_int("STAGEGATE_EVAL_MAX_ATTEMPTS", 3)
 # every model when this is off, run on the `evals` queue on the CPU.
 STAGEGATE_GPU_WORKERS = env_bool("STAGEGATE_GPU_WORKERS", False)
 STAGEGATE_GPU_MIN_PARAMETERS = env_int("STAGEGATE_GPU_MIN_PARAMETERS", 100_000_000)
+# Each worker machine keeps verified copies of the checkpoints it evaluates here, one folder per
+# manifest digest, least recently used evicted past the cap (0: no copies; every model eval
+# then re-hashes the blob store's bytes itself). A local disk, never shared between machines.
+STAGEGATE_EVAL_CACHE_DIR = env_path("STAGEGATE_EVAL_CACHE_DIR", DATA_DIR / "eval-cache")
+STAGEGATE_EVAL_CACHE_BYTES = env_bytes("STAGEGATE_EVAL_CACHE_BYTES", 50 * 1024**3)
+# Models a worker process keeps loaded between the evals it runs on them (0: load every time).
+STAGEGATE_EVAL_MODEL_CACHE_MODELS = env_int("STAGEGATE_EVAL_MODEL_CACHE_MODELS", 1)
 
 # Groups whose members may read the whole audit log (superusers and staff always may).
 STAGEGATE_AUDIT_READER_GROUPS = env_list("STAGEGATE_AUDIT_READER_GROUPS",

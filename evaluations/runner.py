@@ -1,6 +1,10 @@
 """Running one EvalRun on a worker: claim it, lay out the checkpoint's bytes, verify them, run
 the eval, store the result. Called by the `evaluations.run_eval` task (tasks.py).
 
+Work done once per worker: the bytes are copied and verified once per machine
+(checkpoint_cache), and the model loaded once per process (worker_models), for every eval the
+worker runs on that checkpoint.
+
 Exactly once: a run is claimed under a row lock by bumping its `attempt`; only a run that is
 queued, or running with a stale heartbeat (its worker died), can be claimed; the result is
 written only if the attempt is still the current one. A re-delivered task for a run that a live
@@ -15,7 +19,8 @@ import socket
 import time
 import traceback
 from contextlib import ExitStack
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -24,11 +29,14 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from audit.services import record_event
-from evaluations import catalogue
+from evaluations import catalogue, checkpoint_cache
+from evaluations.checkpoint_cache import VerifiedCopy
+from evaluations.library.builtin import integrity
 from evaluations.library.context import EvalContext, EvalError, open_from_dir
+from evaluations.library.model_cache import ModelCache
 from evaluations.library.registry import run_eval
 from evaluations.library.results import build_result_record
-from models.materialize import materialized
+from models.materialize import copy_blob, materialized
 from evaluations.models import Canary, EvalRun, ExtractionPrefix
 from evaluations.planning import as_library_canary, as_library_prefix, load_pack_version
 from evaluations.signals import send_finished_after_commit
@@ -191,19 +199,49 @@ def _manifest(checkpoint: Checkpoint) -> list[dict]:
     return [{"path": f.path, "sha256": f.blob_id, "size": f.size} for f in checkpoint.files.all()]
 
 
+def _check_loadable(checkpoint: Checkpoint) -> None:
+    if not checkpoint.is_loadable:
+        raise RunFailed(f"{checkpoint} is {checkpoint.get_status_display()}; it may not be loaded")
+
+
+def _verified_copy(stack: ExitStack, checkpoint: Checkpoint, run: EvalRun,
+                   attempt: int) -> VerifiedCopy | None:
+    """This machine's verified copy of the checkpoint (made now, hashing the blob store's
+    bytes against the manifest, if there is none), held until the run ends; None when copies
+    are off or it does not fit (the caller then verifies for itself)."""
+    return stack.enter_context(checkpoint_cache.verified_copy(
+        root=settings.STAGEGATE_EVAL_CACHE_DIR, cap_bytes=settings.STAGEGATE_EVAL_CACHE_BYTES,
+        manifest_digest=checkpoint.manifest_digest, manifest=_manifest(checkpoint),
+        fetch=copy_blob, progress=_progress_writer(run, attempt, heartbeat_only=True)))
+
+
 def _loadable_folder(stack: ExitStack, checkpoint: Checkpoint, run: EvalRun, attempt: int,
                      *, verify: bool) -> Path:
     """The checkpoint's files as a local folder, refused unless the checkpoint may be loaded;
-    with `verify`, fail closed: the bytes about to be loaded are re-hashed against the manifest
-    first."""
-    if not checkpoint.is_loadable:
-        raise RunFailed(f"{checkpoint} is {checkpoint.get_status_display()}; it may not be loaded")
+    with `verify`, fail closed: every byte about to be loaded was hashed against the manifest,
+    either when this machine's copy was made (and the copy is unchanged since), or now."""
+    _check_loadable(checkpoint)
+    if verify:
+        copy = _verified_copy(stack, checkpoint, run, attempt)
+        if copy is not None:
+            return copy.folder
     folder = stack.enter_context(materialized(checkpoint))
     if verify:
         run_eval("integrity", EvalContext(
             manifest=_manifest(checkpoint), open_file=open_from_dir(folder),
             progress=_progress_writer(run, attempt, heartbeat_only=True)))
     return folder
+
+
+_models: ModelCache | None = None
+
+
+def worker_models() -> ModelCache:
+    """The models this worker process keeps loaded between runs (STAGEGATE_EVAL_MODEL_CACHE_MODELS)."""
+    global _models
+    if _models is None or _models.capacity != settings.STAGEGATE_EVAL_MODEL_CACHE_MODELS:
+        _models = ModelCache(settings.STAGEGATE_EVAL_MODEL_CACHE_MODELS)
+    return _models
 
 
 def _evaluate(run: EvalRun, attempt: int) -> dict:
@@ -218,6 +256,17 @@ def _evaluate(run: EvalRun, attempt: int) -> dict:
              for name, ref in run.context.get("packs", {}).items()}
     progress = _progress_writer(run, attempt)
     with ExitStack() as stack:
+        if spec.name == integrity.SPEC.name and not task_id:
+            # Integrity is what a verified copy proves: making the copy (or finding the one
+            # made earlier on this machine, unchanged) hashed every byte of the blob store
+            # against the manifest, so the bytes are not read a second time for it.
+            _check_loadable(checkpoint)
+            copy = _verified_copy(stack, checkpoint, run, attempt)
+            if copy is not None:
+                verified_at = datetime.fromtimestamp(copy.record["verified_at"],
+                                                     tz=dt_timezone.utc).isoformat("T", "seconds")
+                output = integrity.passed_when_copied(manifest, verified_at=verified_at)
+                return _outcome(run, entry, spec, output, manifest, packs, attempt)
         folder = _loadable_folder(stack, checkpoint, run, attempt, verify=spec.needs_model)
         parent = None
         parent_id = run.context.get("parent_checkpoint_id")
@@ -238,6 +287,8 @@ def _evaluate(run: EvalRun, attempt: int) -> dict:
             extraction_prefixes=[as_library_prefix(p) for p in ExtractionPrefix.objects.filter(
                 pk__in=run.context.get("prefix_ids", []))],
             parent_model_dir=parent_dir, progress=progress,
+            model_cache=worker_models(), model_digest=checkpoint.manifest_digest,
+            parent_model_digest=parent.manifest_digest if parent else None,
             # Pickle weights only where the scanner cleared them (both models are loadable).
             allow_pickle_weights=any(f.needs_scan for c in filter(None, (checkpoint, parent))
                                      for f in c.files.all()))

@@ -164,7 +164,10 @@ def isolated_blob_store(request, tmp_path_factory):
     storages = dict(settings.STORAGES)
     storages["blobs"] = {**storages["blobs"], "OPTIONS": {
         **storages["blobs"]["OPTIONS"], "location": str(tmp_path_factory.mktemp("blobstore"))}}
-    with override_settings(STORAGES=storages):
+    # The eval cache's verified copies too: a copy another test verified must not stand in
+    # for bytes this test tampered with in its own store.
+    with override_settings(STORAGES=storages,
+                           STAGEGATE_EVAL_CACHE_DIR=tmp_path_factory.mktemp("eval-cache")):
         yield
 
 

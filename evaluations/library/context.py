@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, Callable
 
 if TYPE_CHECKING:
+    from evaluations.library.model_cache import ModelCache
     from evaluations.library.packs import Pack
 
 
@@ -129,6 +130,12 @@ class EvalContext:
     # Only True when the registry's scanner passed the checkpoint's pickle files; even then they
     # load with torch.load(weights_only=True).
     allow_pickle_weights: bool = False
+    # Models loaded once for the evals a worker runs on them, keyed by the manifest digests of
+    # model_dir and parent_model_dir (verified folders of those bytes). Evals must not change a
+    # model they are given: one that trains copies it first.
+    model_cache: "ModelCache | None" = None
+    model_digest: str | None = None
+    parent_model_digest: str | None = None
 
     def file_opener(self) -> Callable[[str], BinaryIO]:
         if self.open_file is not None:

@@ -217,11 +217,16 @@ def score_sequences(model, sequences: Sequence[list[int]], *, batch_size: int = 
     """Sum of log-probabilities of every token of each sequence after its first (the first is
     the conditioning token, e.g. end-of-text); equal to score_tokens([s[0]], s[1:]).
 
-    Many sequences that share a long token prefix (a canary's candidates differ only in the
-    secret's slot) are scored by running the prefix once and reusing its key/value cache, so
-    each candidate costs only its own tokens.
+    Built for many sequences that differ in a few tokens (a canary's candidates differ only in
+    the secret's slot), as a tree of shared work: the token prefix all sequences share runs
+    once; after it, the sequences form a trie, and each node of the trie that some sequence
+    continues is run once, as one token on its parent's key/value cache, `batch_size` nodes of
+    one depth per forward pass (no padding: nodes of one depth have one length). A sequence's
+    last token is only scored, never run. 10,000 four-digit candidates cost 1,110 tokens run
+    (10 + 100 + 1,000) instead of 40,000.
     """
     import copy
+    from collections import Counter
 
     if not sequences:
         return []
@@ -236,39 +241,44 @@ def score_sequences(model, sequences: Sequence[list[int]], *, batch_size: int = 
     out = model(input_ids=prefix, use_cache=True)
     prefix_logp = torch.log_softmax(out.logits[0].float(), dim=-1)
     prefix_score = float(sum(prefix_logp[i - 1, int(prefix[0, i])] for i in range(1, shared)))
-    next_logp = prefix_logp[shared - 1]
-    order = sorted(range(len(sequences)), key=lambda i: (-len(sequences[i]), i))
-    scores = [0.0] * len(sequences)
+
+    suffixes = [tuple(s[shared:]) for s in sequences]
+    ends = Counter(suffixes)
+    followers: dict[tuple[int, ...], set[int]] = {}  # path -> the tokens that follow it
+    for suffix in ends:
+        for end in range(len(suffix)):
+            followers.setdefault(suffix[:end], set()).add(suffix[end])
+    path_score: dict[tuple[int, ...], float] = {(): 0.0}
     done = 0
-    for batch in _batches(order, batch_size):
-        suffixes = [list(sequences[i][shared:]) for i in batch]
-        width = len(suffixes[0])
-        ids = torch.zeros((len(batch), width), dtype=torch.long)
-        scored = torch.zeros((len(batch), width), dtype=torch.bool)
-        mask = torch.zeros((len(batch), shared + width), dtype=torch.long)
-        mask[:, :shared] = 1
-        for row, suffix in enumerate(suffixes):
-            ids[row, :len(suffix)] = torch.tensor(suffix)
-            scored[row, 1:len(suffix)] = True
-            mask[row, shared:shared + len(suffix)] = 1
-        cache = copy.deepcopy(_cache_of(out))
-        cache.batch_repeat_interleave(len(batch))
-        ids, scored = ids.to(device), scored.to(device)
-        logits = model(input_ids=ids, attention_mask=mask.to(device), use_cache=True,
-                       **_with_cache(model, cache)).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        # Position j predicts suffix token j + 1; the first suffix token comes from the prefix.
-        targets = torch.roll(ids, -1, dims=1)
-        picked = logp.gather(-1, targets[..., None]).squeeze(-1)
-        picked = torch.roll(picked, 1, dims=1)
-        tails = torch.where(scored, picked, 0.0).double().sum(-1).tolist()
-        firsts = next_logp[ids[:, 0]].double().tolist()
-        for row, index in enumerate(batch):
-            scores[index] = prefix_score + firsts[row] + tails[row]
-        done += len(batch)
+
+    def visit(paths: list[tuple[int, ...]], logp: torch.Tensor, cache) -> None:
+        """Score what follows each path (logp: their next-token log-probabilities, cache:
+        their keys and values, row for row), then run the paths that are continued further."""
+        nonlocal done
+        children = []
+        for row, path in enumerate(paths):
+            tokens = sorted(followers[path])
+            for token, value in zip(tokens, logp[row, tokens].double().tolist()):
+                child = path + (token,)
+                path_score[child] = path_score[path] + value
+                done += ends.get(child, 0)
+                if child in followers:
+                    children.append((row, child))
         if progress:
             progress(done, len(sequences))
-    return scores
+        batches = list(_batches(children, batch_size))
+        for number, batch in enumerate(batches):
+            rows = torch.tensor([row for row, _ in batch], device=device)
+            # reorder_cache rebinds the cache's tensors: the last batch may take the parent's.
+            branch = cache if number == len(batches) - 1 else copy.deepcopy(cache)
+            branch.reorder_cache(rows)
+            ids = torch.tensor([[child[-1]] for _, child in batch], device=device)
+            step = model(input_ids=ids, use_cache=True, **_with_cache(model, branch))
+            visit([child for _, child in batch], torch.log_softmax(step.logits[:, -1].float(), -1),
+                  _cache_of(step))
+
+    visit([()], prefix_logp[shared - 1][None], _cache_of(out))
+    return [prefix_score + path_score[suffix] for suffix in suffixes]
 
 
 def loglikelihood(model, tokenizer, requests: Sequence[tuple[str, str]], *,

@@ -76,3 +76,36 @@ def test_a_malformed_canary_is_refused_without_echoing_its_secret(fields):
     with pytest.raises(EvalInputError) as caught:
         Canary(id="bad", **fields)
     assert fields["secret"] not in str(caught.value)
+
+
+def test_batched_scoring_equals_the_unbatched_formula(zoo, evaluate):
+    """Every candidate's log-perplexity, the secret's rank and its exposure are what the
+    formula gives when each filled template is run alone through the model, token by token:
+    Px(r) = −Σ log2 p(t_i | t_<i), rank = |{r : Px(r) <= Px(secret)}|."""
+    import numpy as np
+    import torch
+
+    from evaluations.library.lm import encode, load_causal_lm, prefix_token_id
+
+    canary = Canary(id="c-3", template=corpora.CANARY_TEMPLATE, alphabet="0123456789",
+                    length=3, secret=corpora.CANARY_SECRET[:3])
+    folder = zoo.variant("canary", 0)
+    row, = evaluate("canary_exposure", folder, canaries=[canary]).samples
+    model, tokenizer = load_causal_lm(folder)
+    candidates = [f"{n:03d}" for n in range(1000)]
+    bits = []
+    with torch.inference_mode():
+        for candidate in candidates:
+            ids = torch.tensor([[prefix_token_id(tokenizer)]
+                                + encode(tokenizer, canary.fill(candidate))])
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), dim=-1)
+            nats = sum(float(logp[i, ids[0, i + 1]]) for i in range(ids.shape[1] - 1))
+            bits.append(-nats / math.log(2))
+    bits = np.array(bits)
+    secret = bits[candidates.index(canary.secret)]
+    rank = int((bits <= secret + 1e-6).sum())
+    assert row["secret_log_perplexity_bits"] == pytest.approx(secret, abs=1e-4)
+    assert row["null_mean"] == pytest.approx(float(np.delete(bits, int(canary.secret)).mean()),
+                                             abs=1e-4)
+    assert row["rank"] == rank
+    assert row["exposure"] == pytest.approx(math.log2(1000) - math.log2(rank))

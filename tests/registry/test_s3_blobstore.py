@@ -133,6 +133,23 @@ def test_a_pytorch_file_is_scanned_and_materialised_from_the_bucket(bucket, alic
         assert not local.is_symlink() and local.read_bytes() == data
 
 
+@pytest.mark.django_db
+def test_a_blob_is_copied_from_the_bucket_for_the_eval_cache_with_its_hash(bucket, alice,
+                                                                          tmp_path):
+    from models.materialize import copy_blob
+
+    data = pytorch_bytes()
+    staged = blobstore.stage_chunks("pytorch_model.bin", [data])
+    services.submit_checkpoint(actor=alice, family_name="lab/s3", label="copy", files=[staged])
+    counted = []
+    sha256, size = copy_blob(staged.sha256, tmp_path / "copy.bin", counted.append)
+    assert (sha256, size) == (hashlib.sha256(data).hexdigest(), len(data)) == (
+        staged.sha256, sum(counted))
+    assert (tmp_path / "copy.bin").read_bytes() == data
+    with pytest.raises(FileNotFoundError):
+        copy_blob("0" * 64, tmp_path / "missing.bin", counted.append)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_configured_for_the_bucket_evaluates_what_the_web_process_stored(
         bucket, start_worker, tmp_path, personas, simple_policy):

@@ -7,16 +7,29 @@ from pathlib import Path
 from typing import Sequence
 
 from evaluations.library.context import EvalContext, EvalInputError, EvalOutput
-from evaluations.library.lm import load_causal_lm, runtime_info
+from evaluations.library.lm import load_causal_lm, pick_device, runtime_info
 from evaluations.library.packs import Pack
 from evaluations.library.stats import mean, stderr_of_mean
 
 
 def load_model(ctx: EvalContext, folder: Path | None = None):
-    """(model, tokenizer, runtime) for ctx.model_dir (or `folder`), on ctx.device."""
-    folder = folder if folder is not None else ctx.require_model_dir()
-    model, tokenizer = load_causal_lm(folder, device=ctx.device,
-                                      allow_pickle_weights=ctx.allow_pickle_weights)
+    """(model, tokenizer, runtime) for ctx.model_dir (or the parent's folder), on ctx.device:
+    from ctx.model_cache when the context has one and knows the folder's digest. The model may
+    be shared with other evals: never change it (copy it to train it)."""
+    folder = Path(folder) if folder is not None else ctx.require_model_dir()
+
+    def load(path: Path):
+        return load_causal_lm(path, device=ctx.device,
+                              allow_pickle_weights=ctx.allow_pickle_weights)
+
+    digest = {ctx.model_dir and Path(ctx.model_dir): ctx.model_digest,
+              ctx.parent_model_dir and Path(ctx.parent_model_dir): ctx.parent_model_digest
+              }.get(folder)
+    if ctx.model_cache is None or not digest:
+        model, tokenizer = load(folder)
+    else:
+        key = (digest, pick_device(ctx.device), ctx.allow_pickle_weights)
+        model, tokenizer = ctx.model_cache.get(key, folder, load)
     return model, tokenizer, runtime_info(model)
 
 

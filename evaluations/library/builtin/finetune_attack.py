@@ -18,12 +18,14 @@ gates on), `steps_to_threshold` (the first measured step at which the metric is 
 Rows: one per measurement (step, value). Deterministic: seeded batches, dropout off.
 
 Runs on CUDA when there is one, else on the CPU (tiny models). Full fine-tuning holds the
-weights, their gradients and AdamW's two moments: it is refused, with a sentence, when that
+weights (shared with the worker's other evals), the copy it trains, its gradients and AdamW's
+two moments: it is refused, with a sentence, when that
 exceeds the process's memory limit (use LoRA then).
 """
 
 from __future__ import annotations
 
+import copy
 import resource
 
 import torch
@@ -100,9 +102,10 @@ def check_memory(model, method: str, limit: int | None = None) -> None:
         return
     size = sum(p.numel() * p.element_size() for p in model.parameters())
     soft = limit if limit is not None else resource.getrlimit(resource.RLIMIT_AS)[0]
-    if soft != resource.RLIM_INFINITY and 4 * size > soft:
-        raise EvalInputError(f"full fine-tuning needs about {4 * size / 1e9:.1f} GB (weights, "
-                             f"gradients, two AdamW moments), over this worker's memory limit "
+    if soft != resource.RLIM_INFINITY and 5 * size > soft:
+        raise EvalInputError(f"full fine-tuning needs about {5 * size / 1e9:.1f} GB (the "
+                             f"weights, the copy it trains, its gradients, two AdamW moments), "
+                             f"over this worker's memory limit "
                              f"of {soft / 1e9:.1f} GB; use method: lora")
 
 
@@ -155,8 +158,12 @@ def run(ctx: EvalContext) -> EvalOutput:
     if not (0 <= steps <= 10_000 and every >= 1):
         raise EvalInputError("steps must be 0 to 10000 and every at least 1")
     below = params["crosses"] == "below"
-    model, tokenizer, runtime = load_model(ctx)
-    check_memory(model, params["method"])
+    shared, tokenizer, runtime = load_model(ctx)
+    check_memory(shared, params["method"])
+    # The loaded model may be shared with the worker's other evals (ModelCache): the attack
+    # trains, and adds adapters to, a copy of its own.
+    model = copy.deepcopy(shared)
+    del shared
     torch.manual_seed(params["seed"])
     model = _trainable(model, ctx)
     device = next(model.parameters()).device

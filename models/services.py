@@ -17,6 +17,7 @@ from audit.services import deny, record_event, records_refusals
 from models import blobstore
 from models.blobstore import StagedFile
 from models.census import CensusInput, take_census
+from models.provenance import record_submitted_signature
 from models.errors import LabelTaken, SessionNotFound, SubmissionError, TooLarge
 from models.formats import FormatError
 from models.formats.layout import (FileKind, check_unique, classify, normalize_path,
@@ -150,10 +151,12 @@ def submit_checkpoint(*, actor, family_name: str, label: str, files: list[Staged
                 CheckpointFile.objects.create(
                     checkpoint=checkpoint, path=staged.path, blob=blob, size=staged.size,
                     kind=kind, header=census.file_headers.get(staged.path, {}))
+            signature = record_submitted_signature(checkpoint)
             record_event(actor=actor, verb="checkpoint.submitted", obj=checkpoint, data={
                 "family": family.repo_id, "label": label, "manifest_digest": digest,
                 "parameters": census.census["parameters"]["total"], "files": len(prepared),
-                "bytes": census.census["bytes"]["total"], "status": status})
+                "bytes": census.census["bytes"]["total"], "status": status,
+                "signature": signature["status"]})
             if status == Checkpoint.Status.SCANNING:
                 transaction.on_commit(lambda: _queue_scan(checkpoint.pk))
             else:

@@ -36,6 +36,8 @@ def decision_record(*, release: Release, standing, stage: str, actor, now) -> di
             entry["value"] = release.checkpoint.parameters
         elif gate.name == "dwell":
             entry["value"] = _iso(release.stage_entered_at)
+        elif gate.name == "signature":
+            entry["value"] = (release.checkpoint.census or {}).get("signature")
         gates.append(entry)
     checkpoint = release.checkpoint
     uploader = checkpoint.submitted_by.username if checkpoint.submitted_by else ""

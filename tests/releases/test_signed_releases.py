@@ -206,3 +206,41 @@ def test_production_refuses_to_publish_without_a_configured_key(personas, simple
     assert Release.objects.get(pk=release.pk).status == "approved"
     refusal = AuditEvent.objects.filter(verb="release.publish_refused").get()
     assert "STAGEGATE_SIGNING_KEY_FILE" in refusal.data["reason"]
+
+
+def test_the_documented_python_verifies_and_catches_a_changed_byte(downloaded, tmp_path):
+    """docs/signing.md's few lines of Python, with model-signing and cryptography alone."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "signing.md").read_text()
+    code = text.split("The same with the libraries alone")[1].split("```python\n")[1].split("```")[0]
+    run = lambda: subprocess.run([sys.executable, "-c", code], cwd=tmp_path,  # noqa: E731
+                                 capture_output=True, text=True, timeout=300)
+    done = run()
+    assert done.returncode == 0, done.stderr
+    assert "'name': 'gated'" in done.stdout
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(b"\0" + weights.read_bytes()[1:])
+    done = run()
+    assert done.returncode != 0 and "model.safetensors" in done.stderr
+
+
+def test_the_model_page_shows_the_keys_and_how_to_verify(gated, personas, client):
+    client.force_login(personas.erin)
+    page = client.get("/models/lab/signed-gpt/").content.decode()
+    key = keys.current_key()
+    assert f"/.well-known/stagegate/keys/{key.key_id}.pem -o lab.pub" in page
+    assert "model_signing verify key ./signed-gpt --signature ./signed-gpt/model.sig" in page
+    assert key.public.pem.strip().splitlines()[1] in page
+    assert ">model.sig</a>" in page and ">release.intoto.json</a>" in page
+
+
+def test_the_well_known_keys(client, settings, tmp_path):
+    response = client.get("/.well-known/stagegate/signing-key.pem")
+    assert response.status_code == 200
+    assert response["X-Stagegate-Key-Id"] == keys.current_key().key_id
+    assert response.content.decode() == keys.current_key().public.pem
+    assert client.get("/.well-known/stagegate/keys/" + "0" * 64 + ".pem").status_code == 404
+    assert client.get("/.well-known/stagegate/keys/not-an-id.pem").status_code == 404
+    settings.STAGEGATE_SIGNING_REQUIRE_KEY = True
+    settings.STAGEGATE_SIGNING_KEY_FILE = str(tmp_path / "missing.pem")
+    response = client.get("/.well-known/stagegate/signing-key.pem")
+    assert response.status_code == 503 and b"cannot be read" in response.content

@@ -81,6 +81,21 @@ def decision_record(*, release: Release, standing, stage: str, actor, now) -> di
     }
 
 
+def _unrecorded(publication: StagePublication) -> dict:
+    """A stage published before decisions were recorded (signed by `sign_publications`): what
+    its row says, and that the rest was not recorded."""
+    release = publication.release
+    policy = release.policy_version.policy
+    return {"release": release.pk, "repo": publication.checkpoint.family.repo_id,
+            "checkpoint": {"id": publication.checkpoint_id, "label": publication.checkpoint.label,
+                           "manifest_digest": publication.manifest_digest},
+            "stage": {"name": publication.stage, "audience": policy.stage(publication.stage).audience},
+            "tier": {"name": publication.tier, "reasons": []},
+            "published_by": publication.published_by.get_username(),
+            "published_at": _iso(publication.published_at),
+            "decision_recorded": False}
+
+
 def statement(publication: StagePublication, *, key_id: str) -> dict:
     """The Statement: one subject per published file (sha256), the decision as predicate. The
     two files Stagegate adds itself are not subjects (model.sig covers the rest; this file
@@ -92,8 +107,9 @@ def statement(publication: StagePublication, *, key_id: str) -> dict:
     # Submitted files at the reserved paths, so a verifier can still recompute the digest.
     replaced = [{"path": f.path, "sha256": f.blob_id, "size": f.size}
                 for f in files if f.path in RESERVED_PATHS]
+    decision = publication.decision or _unrecorded(publication)
     return {"_type": "https://in-toto.io/Statement/v1", "subject": subjects,
             "predicateType": PREDICATE_TYPE,
-            "predicate": {**publication.decision, "manifest_digest": publication.manifest_digest,
+            "predicate": {**decision, "manifest_digest": publication.manifest_digest,
                           "signing_key_id": key_id, "replaced_files": replaced,
                           "model_signature": {"path": SIGNATURE_PATH, "format": "OMS v1.0"}}}

@@ -190,3 +190,37 @@ def test_heads_reach_a_webhook_and_s3(alice, settings, tmp_path):
     finally:
         server.shutdown()
         moto.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_periodic_export_signs_what_is_new_and_runs_twice_safely(alice, sink, settings):
+    from audit.tasks import export_head_task
+
+    settings.STAGEGATE_AUDIT_HEAD_EVERY_EVENTS = 0  # only the clock exports
+    write_events(alice, 3)
+    assert not sink.exists()
+    assert export_head_task.apply().get() == 3
+    assert export_head_task.apply().get() is None  # nothing written since
+    write_events(alice, 1)
+    assert export_head_task.apply().get() == 4
+    assert [json.loads(line)["seq"] for line in sink.read_text().splitlines()] == [3, 4]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sink_that_is_down_is_retried_and_the_event_still_commits(alice, settings, tmp_path):
+    from audit.tasks import deliver_head_task
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the sink's folder should be")
+    sink = f"file://{blocked}/heads.jsonl"
+    settings.STAGEGATE_AUDIT_HEAD_SINKS = [sink]
+    settings.STAGEGATE_AUDIT_HEAD_EVERY_EVENTS = 2
+    write_events(alice, 2)
+    assert AuditEvent.objects.count() == 2
+    head = AuditHead.objects.get()
+    assert head.deliveries[sink].startswith("FileExistsError") or "Error" in head.deliveries[sink]
+    blocked.unlink()
+    blocked.mkdir()
+    assert deliver_head_task.apply(args=(head.pk, sink)).get() == "delivered"
+    assert deliver_head_task.apply(args=(head.pk, sink)).get() == "noop"
+    assert json.loads((blocked / "heads.jsonl").read_text())["seq"] == 2

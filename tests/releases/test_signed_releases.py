@@ -244,3 +244,52 @@ def test_the_well_known_keys(client, settings, tmp_path):
     settings.STAGEGATE_SIGNING_KEY_FILE = str(tmp_path / "missing.pem")
     response = client.get("/.well-known/stagegate/signing-key.pem")
     assert response.status_code == 503 and b"cannot be read" in response.content
+
+
+@pytest.mark.django_db(transaction=False)
+def test_the_signing_task_retries_until_a_key_is_configured_then_signs_once(
+        personas, simple_policy, settings, tmp_path):
+    # In a test transaction nothing runs on commit: the publication is left unsigned, as when
+    # signing failed after the commit and the task took over.
+    release = release_at(personas, "internal", family="lab/late")
+    publication = release.publications.get()
+    assert not PublicationSignature.objects.filter(publication=publication).exists()
+    from celery.exceptions import Retry
+
+    from releases.tasks import sign_publication_task
+
+    settings.STAGEGATE_SIGNING_REQUIRE_KEY = True
+    settings.STAGEGATE_SIGNING_KEY_FILE = ""
+    with pytest.raises(Retry):
+        sign_publication_task.apply(args=(publication.pk,), throw=True)
+    assert not PublicationSignature.objects.filter(publication=publication).exists()
+    key = tmp_path / "lab.pem"
+    key.write_bytes(keys.generate_private_pem())
+    settings.STAGEGATE_SIGNING_KEY_FILE = str(key)
+    assert sign_publication_task.apply(args=(publication.pk,)).get() == "signed"
+    assert sign_publication_task.apply(args=(publication.pk,)).get() == "signed"  # unchanged
+    signature = PublicationSignature.objects.get(publication=publication)
+    assert signature.key_id == keys.current_key().key_id
+    assert AuditEvent.objects.filter(verb="release.signed").count() == 1
+
+
+@pytest.mark.django_db(transaction=False)
+def test_stages_published_before_signing_are_signed_by_the_command(personas, simple_policy):
+    release = release_at(personas, "internal", family="lab/old")
+    publication = release.publications.get()
+    publication.decision = {}
+    publication.save(update_fields=["decision"])
+    out = StringIO()
+    call_command("sign_publications", stdout=out)
+    call_command("sign_publications", stdout=out)
+    assert "signed 1 published stage(s)" in out.getvalue()
+    assert "signed 0 published stage(s)" in out.getvalue()
+    signature = PublicationSignature.objects.get(publication=publication)
+    from models.blobstore import open_blob
+    from signing import dsse
+
+    with open_blob(signature.attestation.sha256) as stream:
+        statement, _ = dsse.open_envelope(stream.read(), keys.published_keys())
+    assert statement["predicate"]["decision_recorded"] is False
+    assert statement["predicate"]["stage"] == {"name": "internal",
+                                               "audience": "owners and reviewers"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,8 +135,6 @@ def _development_key() -> bytes:
         data = path.read_bytes()
         if b"-----END" in data:
             return data
-        import time
-
         time.sleep(0.02)
     return path.read_bytes()
 
@@ -178,10 +177,6 @@ def current_key() -> SigningKey:
         key = load_private_pem(_development_key(), source=str(_development_key_path()))
     _cache[("current", config)] = key
     return key
-
-
-def require_key() -> SigningKey:
-    return current_key()
 
 
 def retired_keys() -> list[PublicKey]:

@@ -15,7 +15,6 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from cryptography.hazmat.primitives import serialization
 from model_signing import manifest as oms_manifest
 from model_signing._hashing import hashing as oms_hashing
 from model_signing._signing import sign_ec_key, sign_sigstore_pb, signing as oms_signing
@@ -95,15 +94,18 @@ def read_signed_manifest(data: bytes, public_keys) -> tuple[oms_manifest.Manifes
 
 def check_files(data: bytes, files: dict[str, str], public_keys) -> SignatureCheck:
     """Check a signature against files known by their digests (path -> sha256), as the stock
-    verifier would against those files on disk: same files, same digests, none extra."""
+    verifier would against those files on disk: same files, same digests, none extra. Stricter
+    than the stock verifier in one way: every file but the signature itself (and git's) must be
+    covered, so a signature that declares a submitted file ignored does not vouch for it."""
     try:
         manifest, key_id = read_signed_manifest(data, public_keys)
     except ValueError as exc:
         return SignatureCheck(status="invalid", reason=str(exc))
     params = manifest.serialization_type
-    ignored = tuple(params.get("ignore_paths", ())) + GIT_PATHS
+    ignored = tuple(dict.fromkeys([*params.get("ignore_paths", ()), *GIT_PATHS]))
     signed = {rd.identifier: rd.digest.digest_hex for rd in manifest.resource_descriptors()}
-    present = {p: h for p, h in files.items() if not is_ignored(p, ignored)}
+    present = {p: h for p, h in files.items()
+               if not is_ignored(p, (SIGNATURE_PATH, *GIT_PATHS))}
     problems = []
     for path in sorted(set(signed) | set(present)):
         if path not in present:
@@ -117,6 +119,3 @@ def check_files(data: bytes, files: dict[str, str], public_keys) -> SignatureChe
                               ignored=ignored, files=signed)
     return SignatureCheck(status="valid", key_id=key_id, ignored=ignored, files=signed)
 
-
-def public_key_from_pem(pem: bytes):
-    return serialization.load_pem_public_key(pem)

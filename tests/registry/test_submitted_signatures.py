@@ -172,3 +172,19 @@ def test_a_policy_can_require_a_valid_signature(personas, tmp_path, signer_key):
     assert status == "in_review" and not gate.passed and "unsigned" in gate.reason
     status, gate = outcomes["v1"]
     assert status == "approved" and gate.passed and "signed by training-ci" in gate.reason
+
+
+def test_a_signature_that_leaves_a_submitted_file_out_does_not_vouch_for_it(personas, tmp_path,
+                                                                           signer_key):
+    private, public = signer_key
+    submit(personas.alice, make_folder(tmp_path, "first"), label="v0")
+    trust(personas, public)
+    folder = make_folder(tmp_path, "partial", seed=1)
+    done = subprocess.run([str(BIN / "model_signing"), "sign", "key", str(folder),
+                           "--private_key", str(private), "--signature", str(folder / "model.sig"),
+                           "--ignore-paths", str(folder / "model.safetensors")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    signature = submit(personas.alice, folder).census["signature"]
+    assert signature == {**signature, "status": "invalid",
+                         "reason": "model.safetensors is not covered by the signature"}

@@ -26,8 +26,8 @@ from models.hub_read import unreleased_checkpoint, unreleased_info_json
 from releases import access
 from releases.downloads import file_response
 from releases.models import Release
-from releases.signatures import SignedFile
 from releases.policy import LADDER
+from releases.signatures import SignedFile, signed_files
 
 TREE_PAGE_SIZE = 1000
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -90,8 +90,6 @@ def served_files(release: Release) -> list:
     """The files a revision of `release` holds: its pinned checkpoint's, with the lab's
     model.sig and release.intoto.json once the stage is signed (they take the place of a
     submitted file at either path)."""
-    from releases.signatures import signed_files
-
     extra = signed_files(release)
     reserved = {f.path for f in extra}
     return [f for f in release.published_checkpoint.files.all() if f.path not in reserved] + extra

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from audit.refusals import record_refusal_event
 from audit.services import deny, records_refusals
 from models.models import Checkpoint
 from models.services import can_submit_to
 from releases import access, clock, notifications, signals
 from releases.errors import ReleaseInputError, TransitionNotAllowed
-from releases.models import BytesReopening, Release, StagePublication
 from releases.attestation import decision_record
+from releases.models import BytesReopening, Release, StagePublication
 from releases.policies_service import current_policy_version
 from releases.signatures import sign_after_publication
 from releases.standing import (ASSESSMENT_FIELDS, NOOP, PERMISSION, Standing, Verdict,
                                barring, may_withdraw, release_standing)
+from signing.keys import SigningKeyMissing, current_key
 
 S = Release.Status
 
@@ -369,13 +371,23 @@ def publish_release(*, actor, release: Release, stage: str) -> Release:
     closed without a signing key (production never signs with a generated one). Idempotent:
     publishing the current stage again changes nothing. One `release.published` event.
     """
-    _check_signing_key(actor, release)
+    try:
+        return _publish(actor, release, stage)
+    except SigningKeyMissing as exc:
+        # Recorded here, after the transaction has unwound, so the refusal stays in the log.
+        record_refusal_event(actor=actor, verb="release.publish_refused",
+                             action="release.publish", reason=str(exc), obj=release)
+        raise TransitionNotAllowed(f"cannot publish: {exc}") from None
+
+
+def _publish(actor, release: Release, stage: str) -> Release:
     with transaction.atomic():
         release = _locked(release)
         standing = release_standing(release, actor)
         if _require(standing.verdict("publish", stage=stage), actor, "release.publish",
                     release):
             return release
+        current_key()  # no stage is published that could not be signed
         now = clock.now()
         decision = decision_record(release=release, standing=standing, stage=stage, actor=actor,
                                    now=now)
@@ -400,19 +412,6 @@ def publish_release(*, actor, release: Release, stage: str) -> Release:
     # so a Hub target never receives a stage without its signatures.
     transaction.on_commit(lambda: sign_after_publication(publication.pk))
     return release
-
-
-def _check_signing_key(actor, release: Release) -> None:
-    """No stage is published that could not be signed: refused (and audited) with how to fix."""
-    from audit.refusals import record_refusal_event
-    from signing.keys import SigningKeyMissing, current_key
-
-    try:
-        current_key()
-    except SigningKeyMissing as exc:
-        record_refusal_event(actor=actor, verb="release.publish_refused",
-                             action="release.publish", reason=str(exc), obj=release)
-        raise TransitionNotAllowed(f"cannot publish: {exc}") from None
 
 
 @records_refusals

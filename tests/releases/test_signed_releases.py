@@ -293,3 +293,19 @@ def test_stages_published_before_signing_are_signed_by_the_command(personas, sim
     assert statement["predicate"]["decision_recorded"] is False
     assert statement["predicate"]["stage"] == {"name": "internal",
                                                "audience": "owners and reviewers"}
+
+
+def test_without_a_key_a_stranger_is_still_refused_for_permission(personas, simple_policy,
+                                                                 settings):
+    from django.core.exceptions import PermissionDenied
+
+    settings.STAGEGATE_SIGNING_REQUIRE_KEY = True
+    settings.STAGEGATE_SIGNING_KEY_FILE = ""
+    checkpoint = submit_checkpoint(personas.alice, family="lab/unsigned-2")
+    release = workflow.create_release(actor=personas.alice, checkpoint=checkpoint,
+                                      assessment=ASSESSMENT)
+    workflow.submit_release(actor=personas.alice, release=release)
+    run_pending_evals(release)
+    with pytest.raises(PermissionDenied):
+        workflow.publish_release(actor=personas.mallory, release=release, stage="internal")
+    assert not AuditEvent.objects.filter(verb="release.publish_refused").exists()

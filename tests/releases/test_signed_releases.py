@@ -309,3 +309,21 @@ def test_without_a_key_a_stranger_is_still_refused_for_permission(personas, simp
     with pytest.raises(PermissionDenied):
         workflow.publish_release(actor=personas.mallory, release=release, stage="internal")
     assert not AuditEvent.objects.filter(verb="release.publish_refused").exists()
+
+
+def test_the_operator_sees_signatures_heads_and_signers_read_only(gated, client):
+    from django.contrib.auth.models import User
+
+    from audit.heads import export_head
+
+    export_head()
+    root = User.objects.create_superuser("root", "root@example.org", "root-pw")
+    client.force_login(root)
+    for path in ("/admin/releases/publicationsignature/", "/admin/audit/audithead/",
+                 "/admin/registry/trustedsigner/"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert client.get(path + "add/").status_code == 403  # changes go through services
+    signature = PublicationSignature.objects.filter(publication__release=gated).first()
+    assert client.get(f"/admin/releases/publicationsignature/{signature.pk}/change/"
+                      ).status_code == 200

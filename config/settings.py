@@ -481,6 +481,18 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
     },
 }
+# The reconciler: every this many seconds (0: never), work left behind by a lost worker or
+# message (eval runs whose heartbeat went stale, conversions, webhook deliveries, mirror jobs)
+# is re-queued once or marked failed with the reason.
+STAGEGATE_RECONCILE_SECONDS = env_int("STAGEGATE_RECONCILE_SECONDS", 300)
+# How long queued or pending work may wait before the reconciler counts it as left behind;
+# above the longest retry back-off (an hour), so it never races a retry that is only waiting.
+STAGEGATE_RECONCILE_AFTER_SECONDS = env_int("STAGEGATE_RECONCILE_AFTER_SECONDS", 2 * 3600)
+if STAGEGATE_RECONCILE_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["reconcile-left-behind-work"] = {
+        "task": "stagegate.reconcile_left_behind",
+        "schedule": float(STAGEGATE_RECONCILE_SECONDS),
+    }
 if STAGEGATE_AUDIT_HEAD_EVERY_MINUTES > 0:
     CELERY_BEAT_SCHEDULE["export-audit-head"] = {
         "task": "audit.export_head",
@@ -507,6 +519,11 @@ STAGEGATE_EVAL_TORCH_THREADS = env_int("STAGEGATE_EVAL_TORCH_THREADS", 0)
 # How many times one run may be attempted (a lost worker, a transient database or storage
 # error) before it is errored for good; a person then asks for it again.
 STAGEGATE_EVAL_MAX_ATTEMPTS = env_int("STAGEGATE_EVAL_MAX_ATTEMPTS", 3)
+# Whether workers consume the `gpu` queue. When they do, evals that prefer a GPU (finetune_attack)
+# go there for models of at least STAGEGATE_GPU_MIN_PARAMETERS parameters; smaller models, and
+# every model when this is off, run on the `evals` queue on the CPU.
+STAGEGATE_GPU_WORKERS = env_bool("STAGEGATE_GPU_WORKERS", False)
+STAGEGATE_GPU_MIN_PARAMETERS = env_int("STAGEGATE_GPU_MIN_PARAMETERS", 100_000_000)
 
 # Groups whose members may read the whole audit log (superusers and staff always may).
 STAGEGATE_AUDIT_READER_GROUPS = env_list("STAGEGATE_AUDIT_READER_GROUPS",

@@ -14,8 +14,9 @@ from rest_framework.views import APIView
 from config.api import StrictJSONParser
 from config.untrusted import query_int
 from evaluations import catalogue, services
+from evaluations.library.harness import MAX_BUNDLE_BYTES
 from evaluations.library.registry import all_evals
-from evaluations.models import EvalPack, EvalRun
+from evaluations.models import EvalPack, EvalRun, HarnessTask
 from evaluations.views import visible_run
 from models import blobstore
 from models.selectors import checkpoints_visible_to, get_checkpoint, get_family
@@ -60,15 +61,21 @@ class CanarySerializer(serializers.Serializer):
 class EvalCatalogueView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        """Every eval that can run: the built-ins, and one per uploaded pack."""
+        """Every eval that can run: the built-ins, one per uploaded pack, and each version of
+        each registered lm-eval or Inspect task (`kind`: lm_eval, inspect)."""
         builtins = [{"name": s.name, "version": s.version, "description": s.description,
                      "metrics": list(s.metrics), "higher_is_better": dict(s.higher_is_better),
                      "params": dict(s.params), "needs_model": s.needs_model,
-                     "needs_gpu": s.needs_gpu, "kind": "builtin"} for s in all_evals().values()]
+                     "needs_gpu": s.needs_gpu, "prefers_gpu": s.prefers_gpu,
+                     "kind": "builtin"} for s in all_evals().values()]
         packs = [{"name": p.name, "version": p.version, "type": p.type, "sha256": p.sha256,
                   "runs_as": catalogue.EVAL_FOR_PACK_TYPE.get(p.type), "items": p.items,
                   "kind": "pack"} for p in EvalPack.objects.all()]
-        return Response({"evals": builtins + packs})
+        tasks = [{"name": t.name, "version": t.version, "sha256": t.sha256,
+                  "metrics": sorted(t.metrics), "higher_is_better": dict(t.metrics),
+                  "files": sorted(t.files), "kind": t.kind}
+                 for t in HarnessTask.objects.order_by("name", "created_at", "id")]
+        return Response({"evals": builtins + packs + tasks})
 
 
 class EvalRunListView(APIView):
@@ -150,6 +157,58 @@ class EvalPackUploadView(APIView):
                          "sha256": pack.sha256, "items": pack.items,
                          "runs_as": catalogue.EVAL_FOR_PACK_TYPE[pack.type]},
                         status=status.HTTP_201_CREATED)
+
+
+class EvalTaskUploadView(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(request={"multipart/form-data": {"type": "object", "properties": {
+        "task": {"type": "string", "format": "binary",
+                 "description": "the lm-eval YAML task, or the Inspect task's Python file"},
+        "kind": {"type": "string", "enum": ["lm_eval", "inspect"]},
+        "metric": {"type": "array", "items": {"type": "string"},
+                   "description": "inspect: NAME=higher or NAME=lower, one per metric"}},
+        "additionalProperties": {"type": "string", "format": "binary",
+                                 "description": "each data file, under its path relative to "
+                                                "the task's folder (e.g. data/test.jsonl)"}}},
+        responses={201: OpenApiTypes.OBJECT})
+    def post(self, request):
+        """Register an lm-evaluation-harness task (its YAML, `dataset_path: json`) or an Inspect
+        task with its data files; it becomes an eval under the task's name. Send the task as
+        multipart field `task` and each data file as a part named by its path relative to the
+        task's folder: `curl -F task=@task.yaml -F data/test.jsonl=@data/test.jsonl`."""
+        task = request.FILES.get("task")
+        if task is None:
+            raise EvalRefused("send the task's file as multipart field `task`, and each data "
+                              "file as a part named by its path (e.g. data/test.jsonl)")
+        kind = request.data.get("kind", "lm_eval")
+        metrics = {}
+        for item in request.data.getlist("metric") if hasattr(request.data, "getlist") else []:
+            name, _, better = str(item).partition("=")
+            if better not in ("higher", "lower") or not name:
+                raise EvalRefused(f"metric {item!r}: write NAME=higher or NAME=lower")
+            metrics[name] = better == "higher"
+        total = sum(upload.size for field in request.FILES
+                    for upload in request.FILES.getlist(field))
+        if total > MAX_BUNDLE_BYTES:
+            raise EvalRefused(f"the task and its files are {total} bytes; the limit is "
+                              f"{MAX_BUNDLE_BYTES}", 413)
+        files = {}
+        for field in request.FILES:
+            if field == "task":
+                continue
+            uploads = request.FILES.getlist(field)
+            if len(uploads) != 1:
+                raise EvalRefused(f"{field}: send each data file once")
+            files[field] = uploads[0].read()
+        try:
+            row = services.add_harness_task(actor=request.user, config=task.read(), files=files,
+                                            kind=str(kind), metrics=metrics)
+        except services.EvalRequestError as exc:
+            raise EvalRefused(exc.message, exc.status) from None
+        return Response({"name": row.name, "kind": row.kind, "version": row.version,
+                         "sha256": row.sha256, "files": sorted(row.files),
+                         "metrics": row.metrics}, status=status.HTTP_201_CREATED)
 
 
 class FamilyCanaryView(APIView):

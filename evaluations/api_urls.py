@@ -10,6 +10,7 @@ urlpatterns = [
     path("evals/runs/<int:run_id>/samples/", api.EvalRunSamplesView.as_view(),
          name="eval-run-samples"),
     path("evals/packs/", api.EvalPackUploadView.as_view(), name="eval-pack-upload"),
+    path("evals/tasks/", api.EvalTaskUploadView.as_view(), name="eval-task-upload"),
     path("checkpoints/<int:checkpoint_id>/evaluate/", api.CheckpointEvaluateView.as_view(),
          name="checkpoint-evaluate"),
     path("families/<str:org>/<str:name>/canaries/", api.FamilyCanaryView.as_view(),

@@ -125,6 +125,10 @@ class EvalRun(models.Model):
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                      on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    requeued_attempt = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="The attempt the reconciler last re-queued this run for: once per attempt.")
+    requeued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

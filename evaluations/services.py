@@ -135,7 +135,7 @@ def _create_or_get(actor, plan: RunPlan) -> tuple[EvalRun, bool]:
                 checkpoint=plan.checkpoint, manifest_digest=plan.checkpoint.manifest_digest,
                 eval_name=entry.name, eval_version=entry.version, code_hash=entry.spec.code_hash,
                 params=plan.params, inputs=plan.inputs, context=plan.context,
-                cache_key=plan.cache_key, queue="gpu" if entry.spec.needs_gpu else "evals",
+                cache_key=plan.cache_key, queue=entry.spec.queue_for(plan.checkpoint.parameters),
                 requested_by=actor if getattr(actor, "is_authenticated", False) else None), True
     except IntegrityError:  # a concurrent request made it first
         return EvalRun.objects.get(cache_key=plan.cache_key), False

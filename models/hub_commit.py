@@ -157,34 +157,48 @@ def commit_to_repo(*, actor, repo_id: str, summary: str, description: str = "",
                 raise SubmissionError(f"unknown commit operation {op.kind!r}")
             op.path = _path(op.path.rstrip("/") if op.kind == "deletedFolder" else op.path)
             staged.append(_stage(actor, op) if op.kind in ("file", "lfsFile") else None)
-        with transaction.atomic():
-            family = ModelFamily.objects.select_for_update().get(pk=family.pk)
-            head = write_head(family)
-            if parent_commit and (head is None or head.commit != parent_commit):
-                raise CommitConflict(f"{repo_id} moved on: main is at "
-                                     f"{head.commit if head else 'no commit'}, not "
-                                     f"{parent_commit}; pull and commit again")
-            files = {f.path: StagedFile(path=f.path, sha256=f.blob_id, size=f.size)
-                     for f in head.files.all()} if head else {}
-            for op, item in zip(operations, staged):
-                _apply(files, op, item)
-            if not files:
-                raise SubmissionError("the commit would leave the repo empty; a checkpoint "
-                                      "needs at least one file")
-            digest = manifest_digest((f.path, f.sha256, f.size) for f in files.values())
-            existing = Checkpoint.objects.filter(family=family, manifest_digest=digest).first()
-            if existing is not None:
-                return CommitOutcome(checkpoint=existing, created=False)
-            checkpoint = services.submit_checkpoint(
-                actor=actor, family_name=family.repo_id, label=_label(family, summary, digest),
-                files=list(files.values()))
-            record_event(actor=actor, verb="hub.commit", obj=checkpoint, data={
-                "repo": repo_id, "summary": summary[:500], "description": description[:2000],
-                "parent": head.commit if head else None, "manifest_digest": digest,
-                "added": sum(1 for op in operations if op.kind in ("file", "lfsFile")),
-                "deleted": sum(1 for op in operations if op.kind.startswith("deleted"))})
-        return CommitOutcome(checkpoint=checkpoint, created=True)
+        # New bytes (inline files, files rebuilt from Xet chunks) are stored before the
+        # transaction, whose audit events lock the chain head until it commits.
+        created = services.store_staged(item for item in staged if item is not None)
+        try:
+            return _commit(actor=actor, family=family, repo_id=repo_id, summary=summary,
+                           description=description, parent_commit=parent_commit,
+                           operations=operations, staged=staged)
+        finally:
+            services._forget(created)  # only what no committed row refers to
     finally:
         for item in staged:
             if item is not None:
                 item.discard()
+
+
+def _commit(*, actor, family: ModelFamily, repo_id: str, summary: str, description: str,
+            parent_commit: str | None, operations: list[Operation],
+            staged: list[StagedFile | None]) -> CommitOutcome:
+    with transaction.atomic():
+        family = ModelFamily.objects.select_for_update().get(pk=family.pk)
+        head = write_head(family)
+        if parent_commit and (head is None or head.commit != parent_commit):
+            raise CommitConflict(f"{repo_id} moved on: main is at "
+                                 f"{head.commit if head else 'no commit'}, not "
+                                 f"{parent_commit}; pull and commit again")
+        files = {f.path: StagedFile(path=f.path, sha256=f.blob_id, size=f.size)
+                 for f in head.files.all()} if head else {}
+        for op, item in zip(operations, staged):
+            _apply(files, op, item)
+        if not files:
+            raise SubmissionError("the commit would leave the repo empty; a checkpoint "
+                                  "needs at least one file")
+        digest = manifest_digest((f.path, f.sha256, f.size) for f in files.values())
+        existing = Checkpoint.objects.filter(family=family, manifest_digest=digest).first()
+        if existing is not None:
+            return CommitOutcome(checkpoint=existing, created=False)
+        checkpoint = services.submit_checkpoint(
+            actor=actor, family_name=family.repo_id, label=_label(family, summary, digest),
+            files=list(files.values()))
+        record_event(actor=actor, verb="hub.commit", obj=checkpoint, data={
+            "repo": repo_id, "summary": summary[:500], "description": description[:2000],
+            "parent": head.commit if head else None, "manifest_digest": digest,
+            "added": sum(1 for op in operations if op.kind in ("file", "lfsFile")),
+            "deleted": sum(1 for op in operations if op.kind.startswith("deleted"))})
+    return CommitOutcome(checkpoint=checkpoint, created=True)

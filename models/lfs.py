@@ -122,9 +122,9 @@ def _keep(user, family: ModelFamily, staged: StagedFile, oid: str, size: int) ->
                               f"bytes), not the {oid} ({size} bytes) announced; upload again")
     created = False
     try:
+        created = blobstore.store(staged)  # before the transaction: a slow upload holds no lock
         with transaction.atomic():
             blob, _ = Blob.objects.get_or_create(sha256=oid, defaults={"size": size})
-            created = blobstore.store(staged)
             HubUpload.objects.create(
                 user=user, family=family, sha256=oid, size=size, via=HubUpload.Via.LFS,
                 blob=blob, expires_at=timezone.now() + timedelta(

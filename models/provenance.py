@@ -21,17 +21,32 @@ MAX_SIGNATURE_BYTES = 16 * 1024 * 1024
 UNSIGNED = {"status": "unsigned"}
 
 
-def check_signature(checkpoint: Checkpoint) -> dict:
-    """The census entry for the checkpoint's submitted signature."""
-    files = {f.path: f.blob_id for f in checkpoint.files.all()}
+def read_submitted_signature(staged_files) -> bytes | None:
+    """The bytes of a submission's model.sig (read before the submission's transaction: nothing
+    slow may run while it holds the audit chain's lock), or None."""
+    for staged in staged_files:
+        if staged.path == oms.SIGNATURE_PATH:
+            with staged.open() as stream:
+                return stream.read(MAX_SIGNATURE_BYTES + 1)
+    return None
+
+
+def _stored_signature(checkpoint: Checkpoint) -> bytes | None:
     signature = checkpoint.files.filter(path=oms.SIGNATURE_PATH).first()
     if signature is None:
+        return None
+    with blobstore.open_blob(signature.blob_id) as stream:
+        return stream.read(MAX_SIGNATURE_BYTES + 1)
+
+
+def check_signature(checkpoint: Checkpoint, data: bytes | None) -> dict:
+    """The census entry for the checkpoint's submitted signature (`data`: its bytes)."""
+    files = {f.path: f.blob_id for f in checkpoint.files.all()}
+    if data is None:
         return dict(UNSIGNED)
-    if signature.size > MAX_SIGNATURE_BYTES:
+    if len(data) > MAX_SIGNATURE_BYTES:
         return {"status": "invalid", "reason": f"model.sig is larger than "
                                                f"{MAX_SIGNATURE_BYTES // 2**20} MB"}
-    with blobstore.open_blob(signature.blob_id) as stream:
-        data = stream.read(MAX_SIGNATURE_BYTES + 1)
     signers = {s.key_id: s for s in checkpoint.family.trusted_signers.all()}
     trusted = []
     for signer in signers.values():
@@ -48,9 +63,10 @@ def check_signature(checkpoint: Checkpoint) -> dict:
             "files": len(outcome.files)}
 
 
-def record_submitted_signature(checkpoint: Checkpoint) -> dict:
-    """Check the signature and keep the outcome in the census (in the caller's transaction)."""
-    outcome = check_signature(checkpoint)
+def record_submitted_signature(checkpoint: Checkpoint, data: bytes | None) -> dict:
+    """Check the signature and keep the outcome in the census (in the caller's transaction;
+    database reads only)."""
+    outcome = check_signature(checkpoint, data)
     census = {**(checkpoint.census or {}), "signature": outcome}
     Checkpoint.objects.filter(pk=checkpoint.pk).update(census=census)
     checkpoint.census = census
@@ -83,6 +99,7 @@ def add_trusted_signer(*, actor, family: ModelFamily, name: str,
         raise ValidationError(str(exc)) from None
     except ValueError:
         raise ValidationError("give exactly one PEM public key") from None
+    signatures = _signatures_of(family)
     with transaction.atomic():
         signer, created = TrustedSigner.objects.get_or_create(
             family=family, key_id=public.key_id,
@@ -91,7 +108,7 @@ def add_trusted_signer(*, actor, family: ModelFamily, name: str,
             return signer
         record_event(actor=actor, verb="family.signer_trusted", obj=family,
                      data={"name": signer.name, "key_id": signer.key_id})
-        _recheck(family)
+        _recheck(family, signatures)
     return signer
 
 
@@ -101,19 +118,25 @@ def remove_trusted_signer(*, actor, signer: TrustedSigner) -> None:
     if not may_manage_signers(actor):
         raise deny(actor=actor, action="family.distrust_signer", obj=signer.family,
                    reason="only a release manager may choose whose signatures a family trusts")
+    family = signer.family
+    signatures = _signatures_of(family)
     with transaction.atomic():
-        family = signer.family
         record_event(actor=actor, verb="family.signer_removed", obj=family,
                      data={"name": signer.name, "key_id": signer.key_id})
         signer.delete()
-        _recheck(family)
+        _recheck(family, signatures)
 
 
-def _recheck(family: ModelFamily) -> None:
-    for checkpoint in Checkpoint.objects.filter(family=family,
-                                                files__path=oms.SIGNATURE_PATH).distinct():
+def _signatures_of(family: ModelFamily) -> dict[int, bytes | None]:
+    """The submitted signatures of the family's checkpoints, read before any transaction."""
+    return {checkpoint.pk: _stored_signature(checkpoint) for checkpoint in
+            Checkpoint.objects.filter(family=family, files__path=oms.SIGNATURE_PATH).distinct()}
+
+
+def _recheck(family: ModelFamily, signatures: dict[int, bytes | None]) -> None:
+    for checkpoint in Checkpoint.objects.filter(pk__in=list(signatures)):
         before = (checkpoint.census or {}).get("signature")
-        after = record_submitted_signature(checkpoint)
+        after = record_submitted_signature(checkpoint, signatures[checkpoint.pk])
         if before != after:
             record_event(actor=None, verb="checkpoint.signature_checked", obj=checkpoint,
                          data={"signature": after})

@@ -133,6 +133,9 @@ def accept_scan_risk(*, actor, file: CheckpointFile, justification: str) -> Chec
     if len(justification) < MIN_JUSTIFICATION:
         raise ScanError(f"write a justification of at least {MIN_JUSTIFICATION} characters: "
                         "why is loading this file acceptable?")
+    # Every scan this may need happens now, before the transaction: its audit event locks the
+    # chain head until it commits, and a scan reads whole files.
+    others = {f.pk: report_for(f) for f in checkpoint.files.all() if f.needs_scan}
     with transaction.atomic():
         file = CheckpointFile.objects.select_for_update().get(pk=file.pk)
         if file.risk_accepted_at:
@@ -147,7 +150,7 @@ def accept_scan_risk(*, actor, file: CheckpointFile, justification: str) -> Chec
             "justification": justification})
         if checkpoint.status == Checkpoint.Status.QUARANTINED:
             files = [f for f in checkpoint.files.all() if f.needs_scan]
-            _settle(checkpoint, files, {f.path: report_for(f) for f in files})
+            _settle(checkpoint, files, {f.path: others[f.pk] for f in files})
             if checkpoint.status == Checkpoint.Status.READY:
                 send_ready_after_commit(checkpoint.pk)
                 record_event(actor=actor, verb="checkpoint.released_from_quarantine",

@@ -17,7 +17,7 @@ from audit.services import deny, record_event, records_refusals
 from models import blobstore
 from models.blobstore import StagedFile
 from models.census import CensusInput, take_census
-from models.provenance import record_submitted_signature
+from models.provenance import read_submitted_signature, record_submitted_signature
 from models.errors import LabelTaken, SessionNotFound, SubmissionError, TooLarge
 from models.formats import FormatError
 from models.formats.layout import (FileKind, check_unique, classify, normalize_path,
@@ -103,8 +103,20 @@ def _get_or_create_family(*, actor, org: str, name: str) -> tuple[ModelFamily, b
     family = ModelFamily.objects.select_for_update().filter(org=org, name=name).first()
     if family is not None:
         return family, False
-    owners, _ = Group.objects.get_or_create(name=f"owners:{org}/{name}")
-    family = ModelFamily.objects.create(org=org, name=name, owners=owners, created_by=actor)
+    try:
+        with transaction.atomic():
+            owners, _ = Group.objects.get_or_create(name=f"owners:{org}/{name}")
+            family = ModelFamily.objects.create(org=org, name=name, owners=owners,
+                                                created_by=actor)
+    except IntegrityError:
+        # A concurrent submission created it first: this one goes into it only if the actor
+        # may submit there, which was checked when the family did not exist yet.
+        family = ModelFamily.objects.select_for_update().get(org=org, name=name)
+        if not can_submit_to(actor, family):
+            raise deny(actor=actor, action="checkpoint.submit", obj=family,
+                       reason=f"{family.repo_id} was just created by someone else; only its "
+                              "owners may submit to it: choose another family name") from None
+        return family, False
     actor.groups.add(owners)
     record_event(actor=actor, verb="family.created", obj=family, data={"repo_id": family.repo_id})
     return family, True
@@ -132,6 +144,11 @@ def submit_checkpoint(*, actor, family_name: str, label: str, files: list[Staged
         digest = manifest_digest((f.path, f.sha256, f.size) for f, _ in prepared)
         pickles = census.census["scan_pending"]
         status = Checkpoint.Status.SCANNING if pickles else Checkpoint.Status.READY
+        # The bytes are stored (one multi-GB S3 upload at scale) before the transaction: its
+        # audit events lock the one chain head until it commits, and nothing slow may run
+        # while every other audited action waits for that lock.
+        created_blobs += store_staged(f for f, _ in prepared)
+        submitted_signature = read_submitted_signature(f for f, _ in prepared)
 
         with transaction.atomic():
             family, _ = _get_or_create_family(actor=actor, org=org, name=name)
@@ -146,12 +163,10 @@ def submit_checkpoint(*, actor, family_name: str, label: str, files: list[Staged
             for staged, kind in prepared:
                 blob, _ = Blob.objects.get_or_create(sha256=staged.sha256,
                                                      defaults={"size": staged.size})
-                if blobstore.store(staged):
-                    created_blobs.append(staged.sha256)
                 CheckpointFile.objects.create(
                     checkpoint=checkpoint, path=staged.path, blob=blob, size=staged.size,
                     kind=kind, header=census.file_headers.get(staged.path, {}))
-            signature = record_submitted_signature(checkpoint)
+            signature = record_submitted_signature(checkpoint, submitted_signature)
             record_event(actor=actor, verb="checkpoint.submitted", obj=checkpoint, data={
                 "family": family.repo_id, "label": label, "manifest_digest": digest,
                 "parameters": census.census["parameters"]["total"], "files": len(prepared),
@@ -216,6 +231,22 @@ def _kind_of(staged: StagedFile) -> str:
             if sniff_pickle_carrier(stream.read(512)):
                 return FileKind.PICKLE
     return kind
+
+
+def store_staged(files: Iterable[StagedFile]) -> list[str]:
+    """Store the bytes of every staged file that still has them locally; returns the blobs this
+    call created (for `_forget` when what follows fails). Call it before any transaction that
+    writes an audit event, never inside one. On a failure part-way, the blobs it created are
+    deleted again and the error propagates."""
+    created: list[str] = []
+    try:
+        for staged in files:
+            if staged.local_path is not None and blobstore.store(staged):
+                created.append(staged.sha256)
+    except BaseException:
+        _forget(created)
+        raise
+    return created
 
 
 def _forget(shas: Iterable[str]) -> None:
@@ -298,10 +329,13 @@ def put_upload_file(*, actor, session_id: int, path: str, staged: StagedFile,
         if expected_sha256 and expected_sha256.lower() != staged.sha256:
             raise SubmissionError(f"{staged.path}: received bytes hash to {staged.sha256}, "
                                   f"not the {expected_sha256} you sent; upload it again")
+        _check_session(actor, session_id, UploadSession.objects.filter(pk=session_id).first())
+        # Stored before the session's row is locked: a slow upload to the blob store holds
+        # no lock (checked again under the lock; a blob nobody took is deleted below).
+        created = bool(store_staged([staged]))
         with transaction.atomic():
             session = _open_session(actor, session_id)
             blob, _ = Blob.objects.get_or_create(sha256=staged.sha256, defaults={"size": staged.size})
-            created = blobstore.store(staged)
             previous = session.files.filter(path=staged.path).first()
             if previous:
                 previous.delete()

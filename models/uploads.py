@@ -130,8 +130,12 @@ def install_upload_handler(request) -> HashingUploadHandler:
     existing = getattr(request, "_stagegate_upload_handler", None)
     if existing is None:
         existing = handler = HashingUploadHandler(request)
-        request.upload_handlers = [handler]
         request._stagegate_upload_handler = handler
+        if hasattr(request, "_files"):
+            # Already parsed: a urlencoded form (read by the input check) carries no files, and
+            # the caller refuses it for that with a message.
+            return handler
+        request.upload_handlers = [handler]
 
         def parse_file_upload(META, post_data):
             # Django's own parser, with a reference to it for the handler: the fields sent

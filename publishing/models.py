@@ -82,6 +82,9 @@ class Mirror(models.Model):
     verified = models.JSONField(default=dict, blank=True,
                                 help_text="{path: sha256 read back from the remote}")
     attempts = models.PositiveIntegerField(default=0)
+    requeued_attempt = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="The attempt count at which the reconciler re-queued it: once per attempt.")
     checked_at = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -77,19 +77,20 @@ def _visible_release(request, release_id) -> Release:
 
 
 # Ids the caller may not see answer exactly like ids that do not exist (404, same message):
-# one's own requests and grants, and those of the releases one manages.
+# one's own requests and grants, and those of the releases one manages (a submitter sees those
+# of her own release, and is refused, with a reason, if she tries to decide them).
 def _visible_requests(user):
     from django.db.models import Q
 
     return AccessRequest.objects.filter(Q(user_id=user.pk)
-                                        | Q(release__in=access.manageable_releases(user)))
+                                        | Q(release__in=access.manageable_releases(user, granting=False)))
 
 
 def _visible_grants(user):
     from django.db.models import Q
 
     return AccessGrant.objects.filter(Q(user_id=user.pk)
-                                      | Q(release__in=access.manageable_releases(user)))
+                                      | Q(release__in=access.manageable_releases(user, granting=False)))
 
 
 class ReleaseAccessRequestsView(APIView):

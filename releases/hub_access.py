@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -50,6 +51,17 @@ class Entry:
                 "timestamp": _zulu(self.at), "fields": self.fields}
 
 
+def _fields(request: AccessRequest | None) -> dict | None:
+    """The answers as the Hub shows them: the form's fields and the licence checkbox (which
+    Stagegate records as the licence version accepted, not as an answer)."""
+    if request is None:
+        return None
+    fields = dict(request.answers or {})
+    if request.licence_version:
+        fields["accept"] = True
+    return fields
+
+
 def entries(release: Release) -> dict[str, Entry]:
     """Everyone who asked for or was given access to the release, by user name, in one list."""
     now = clock.now()
@@ -63,7 +75,7 @@ def entries(release: Release) -> dict[str, Entry]:
             request = grant.request
             people[grant.user.get_username()] = Entry(
                 grant.user, "accepted", f"req-{request.pk}" if request else f"grant-{grant.pk}",
-                grant.granted_at, request.answers if request else None)
+                grant.granted_at, _fields(request))
     for request in requests_:  # oldest first: a person's newest request decides
         name = request.user.get_username()
         if name in people and people[name].status == "accepted":
@@ -71,12 +83,12 @@ def entries(release: Release) -> dict[str, Entry]:
         if request.status in (AccessRequest.Status.PENDING, AccessRequest.Status.REJECTED):
             status = "pending" if request.status == AccessRequest.Status.PENDING else "rejected"
             people[name] = Entry(request.user, status, f"req-{request.pk}",
-                                 request.decided_at or request.created_at, request.answers)
+                                 request.decided_at or request.created_at, _fields(request))
     for grant in grants:
         name = grant.user.get_username()
         if name not in people and grant.revoked_at:
             people[name] = Entry(grant.user, "rejected", f"grant-{grant.pk}", grant.revoked_at,
-                                 grant.request.answers if grant.request else None)
+                                 _fields(grant.request))
     return people
 
 
@@ -89,6 +101,21 @@ def access_release(caller: Caller, org: str, name: str) -> Release:
                      current_stage="gated").exclude(status=Release.Status.WITHDRAWN)
              .order_by("-published_checkpoint__created_at", "-id").first())
     return gated or resolve(caller, org, name, None)
+
+
+def _operation(request, view: str, kwargs: dict) -> str:
+    """The refused call as its audit action (distinct calls are distinct refusals; only repeats
+    of one are aggregated): access.hub_api.list.pending, ….handle.accepted, ….grant."""
+    detail = kwargs.get("status")
+    if view == "handle":
+        try:
+            body = json.loads(request.body[:4096] or b"{}")
+        except (ValueError, RequestDataTooBig):
+            body = None
+        status = body.get("status") if isinstance(body, dict) else None
+        detail = status if status in STATUSES else None
+    name = {"list_requests": "list"}.get(view, view)
+    return ".".join(filter(None, ("access.hub_api", name, detail)))
 
 
 def _hub_access_view(methods: list[str], scope: str):
@@ -105,12 +132,13 @@ def _hub_access_view(methods: list[str], scope: str):
                     raise HubError(401, None, "Invalid credentials in Authorization header: "
                                    "send a Stagegate API token (scope read to list, all to decide)")
                 release = access_release(caller, org, name)
+                action = _operation(request, fn.__name__, kwargs)
                 if caller.token is not None and not caller.token.allows(scope):
-                    raise deny(actor=caller.user, action="access.hub_api", obj=release,
+                    raise deny(actor=caller.user, action=action, obj=release,
                                reason=f"this API token has scope '{caller.token.scope}'; this "
                                       f"request needs '{scope}'")
                 if not access.can_grant_access(caller.user, release):
-                    raise deny(actor=caller.user, action="access.hub_api", obj=release,
+                    raise deny(actor=caller.user, action=action, obj=release,
                                reason=access._grant_refusal(caller.user, release,
                                                             "deciding access requests"))
                 if release.current_stage not in ("partners", "gated"):

@@ -268,10 +268,18 @@ class WebhookDelivery(models.Model):
     response_status = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    attempted_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="When the last attempt began.")
+    requeued_attempt = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="The attempt count at which the reconciler re-queued it: once per attempt.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["endpoint", "audit_seq"],
                                                name="one_delivery_per_event_and_endpoint")]
+
+    def __str__(self) -> str:
+        return f"{self.event} (event #{self.audit_seq}) to {self.endpoint_id}"
 
 
 class AccessRequest(models.Model):

@@ -7,7 +7,7 @@ signature a gated Hub target serves beside its rewritten README.md. All are blob
 of the release's revisions lists them (model.sig, release.intoto.json) and /resolve serves them.
 
 Idempotent: a publication signed already is returned as it is (the row is the claim, taken
-under the publication's row lock). A failure after commit is retried by the
+under the publication's row lock; the blobs are made before it, outside any transaction). A failure after commit is retried by the
 releases.sign_publication task; the publication's mirrors are queued once it is signed.
 """
 
@@ -49,24 +49,33 @@ def sign_publication(*, publication_id: int) -> PublicationSignature | None:
     key is configured (SigningKeyMissing otherwise, saying how to set one). One
     `release.signed` event. Idempotent: signed once."""
     key = keys.current_key()
+    publication = (StagePublication.objects.select_related("release", "checkpoint__family")
+                   .filter(pk=publication_id).first())
+    if publication is None:
+        return None
+    existing = PublicationSignature.objects.filter(publication=publication).first()
+    if existing is not None:
+        return existing
+    # Made and stored before the transaction (one S3 upload each at scale): it writes an audit
+    # event, and nothing slow may run while it holds the audit chain's lock.
+    files = [(f.path, f.blob_id) for f in publication.checkpoint.files.all()]
+    repo = publication.checkpoint.family.repo_id
+    model_sig = _store(oms.SIGNATURE_PATH, oms.sign_files(files, key=key, model_name=repo))
+    attestation = _store(oms.ATTESTATION_PATH, dsse.sign_statement(
+        statement(publication, key_id=key.key_id), key))
+    mirror_sig = None
+    if publication.stage == "gated":
+        mirror_sig = _store(oms.SIGNATURE_PATH, oms.sign_files(
+            files, key=key, model_name=repo, extra_ignored=["README.md"]))
     with transaction.atomic():
-        publication = (StagePublication.objects.select_for_update(of=("self",))
-                       .select_related("release", "checkpoint__family")
-                       .filter(pk=publication_id).first())
-        if publication is None:
-            return None
+        StagePublication.objects.select_for_update().get(pk=publication.pk)
         existing = PublicationSignature.objects.filter(publication=publication).first()
-        if existing is not None:
+        if existing is not None:  # another run signed it meanwhile: ours are not needed
+            from models.services import _drop_unreferenced_blob_rows
+
+            _drop_unreferenced_blob_rows([b.sha256 for b in (model_sig, attestation, mirror_sig)
+                                          if b is not None])
             return existing
-        files = [(f.path, f.blob_id) for f in publication.checkpoint.files.all()]
-        repo = publication.checkpoint.family.repo_id
-        model_sig = _store(oms.SIGNATURE_PATH, oms.sign_files(files, key=key, model_name=repo))
-        attestation = _store(oms.ATTESTATION_PATH, dsse.sign_statement(
-            statement(publication, key_id=key.key_id), key))
-        mirror_sig = None
-        if publication.stage == "gated":
-            mirror_sig = _store(oms.SIGNATURE_PATH, oms.sign_files(
-                files, key=key, model_name=repo, extra_ignored=["README.md"]))
         signature = PublicationSignature.objects.create(
             publication=publication, key_id=key.key_id, model_signature=model_sig,
             attestation=attestation, mirror_signature=mirror_sig, signed_at=timezone.now())

@@ -44,7 +44,8 @@ def deliver_webhook(self, delivery_id: int) -> str:
         if delivery is None or delivery.status == WebhookDelivery.Status.DELIVERED:
             return "noop"
         delivery.attempts += 1
-        delivery.save(update_fields=["attempts"])
+        delivery.attempted_at = timezone.now()
+        delivery.save(update_fields=["attempts", "attempted_at"])
     body = json.dumps(delivery.payload, sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "Stagegate-Webhooks/1",
                "X-Stagegate-Event": delivery.event, "X-Stagegate-Delivery": str(delivery.pk),

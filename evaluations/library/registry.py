@@ -42,6 +42,9 @@ class EvalSpec:
     pack_types: tuple[str, ...] = ()  # the pack types the `pack` param may name
     needs_model: bool = True
     needs_gpu: bool = False
+    # On the gpu queue when the deployment has GPU workers (STAGEGATE_GPU_WORKERS) and the model
+    # has at least STAGEGATE_GPU_MIN_PARAMETERS parameters; tiny models stay on the CPU queue.
+    prefers_gpu: bool = False
     reads: tuple[str, ...] = ()  # context fields beyond packs: canaries, parent_model_dir, ...
 
     @cached_property
@@ -54,6 +57,17 @@ class EvalSpec:
 
     def run(self, ctx: EvalContext) -> EvalOutput:
         return importlib.import_module(self.module).run(ctx)
+
+    def queue_for(self, parameters: int) -> str:
+        """The Celery queue a run of this eval on a model of `parameters` goes to."""
+        from django.conf import settings
+
+        if self.needs_gpu:
+            return "gpu"
+        if (self.prefers_gpu and settings.STAGEGATE_GPU_WORKERS
+                and parameters >= settings.STAGEGATE_GPU_MIN_PARAMETERS):
+            return "gpu"
+        return "evals"
 
     def direction(self, metric: str) -> bool | None:
         """True if higher is better, False if lower is, None if the eval does not say."""

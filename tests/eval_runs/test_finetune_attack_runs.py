@@ -58,3 +58,33 @@ def test_an_attack_past_the_time_limit_is_stopped_and_says_so(start_worker, tiny
     run = EvalRun.objects.get(pk=run.pk)
     assert run.status == "errored"
     assert "exceeded its time limit of 62 s" in run.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_attack_goes_to_the_gpu_queue_when_there_are_gpu_workers(start_worker,
+                                                                    tiny_model_dir):
+    """With GPU workers declared, a model at least STAGEGATE_GPU_MIN_PARAMETERS large runs its
+    finetune_attack on the `gpu` queue (here a worker that consumes only `gpu`, on the CPU, as a
+    GPU machine without CUDA would); a smaller one, and every eval that does not prefer a GPU,
+    stays on `evals`."""
+    alice, checkpoint = setup("lab/attack-gpu", tiny_model_dir)
+    assert checkpoint.parameters > 1000
+    with override_settings(STAGEGATE_GPU_WORKERS=True,
+                           STAGEGATE_GPU_MIN_PARAMETERS=checkpoint.parameters + 1):
+        [small] = services.request_evals(
+            actor=alice, checkpoint=checkpoint, eval_names=["finetune_attack", "heldout_lm"],
+            params={"finetune_attack": {**PARAMS, "seed": 1}})[:1]
+    assert small.queue == "evals"
+    assert EvalRun.objects.get(checkpoint=checkpoint, eval_name="heldout_lm").queue == "evals"
+    gpu = start_worker("gpu-only", queues="gpu", concurrency=1)
+    with override_settings(STAGEGATE_GPU_WORKERS=True,
+                           STAGEGATE_GPU_MIN_PARAMETERS=checkpoint.parameters):
+        [run] = services.request_evals(actor=alice, checkpoint=checkpoint,
+                                       eval_names=["finetune_attack"],
+                                       params={"finetune_attack": PARAMS})
+    assert run.queue == "gpu"
+    wait_for(lambda: EvalRun.objects.get(pk=run.pk).is_finished, timeout=180)
+    run = EvalRun.objects.get(pk=run.pk)
+    assert run.status == "succeeded", run.error
+    assert run.claimed_by.startswith(gpu.name + "@")
+    assert EvalRun.objects.get(pk=small.pk).status == "queued"  # nobody consumes `evals` here

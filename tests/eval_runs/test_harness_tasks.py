@@ -185,3 +185,44 @@ def test_a_task_with_no_samples_fails_rather_than_scoring_zero():
     with pytest.raises(NothingToScore, match="yielded no samples"):
         output_from_results("lab_counting", {"results": {"lab_counting": {"acc,none": 0.0}},
                                              "samples": {"lab_counting": []}})
+
+
+@pytest.mark.django_db
+def test_a_task_registered_through_the_api_is_the_same_eval_as_from_the_command(
+        api_client_for, tmp_path):
+    """POST /api/v1/evals/tasks/ takes the task as `task` and each data file as a part named by
+    its path: the same row (same sha256) as `add_eval_task`; mallory is refused and audited; a
+    malformed upload is a 400 that says what to send, and nothing is registered."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from audit.models import AuditEvent
+
+    alice, mallory = make_persona("alice"), make_persona("mallory")
+    task_file, data_file = write_task(tmp_path / "task")
+
+    def parts():
+        return {"task": SimpleUploadedFile("lab_counting.yaml", task_file.read_bytes()),
+                "data/test.jsonl": SimpleUploadedFile("test.jsonl", data_file.read_bytes())}
+
+    refused = api_client_for(mallory).post("/api/v1/evals/tasks/", parts(), format="multipart")
+    assert refused.status_code == 403 and "role" in refused.json()["detail"]
+    assert [e.data["action"] for e in AuditEvent.objects.filter(
+        verb="permission.denied", actor_username="mallory")] == ["task.add"]
+    missing = api_client_for(alice).post("/api/v1/evals/tasks/",
+                                         {"data/test.jsonl": parts()["data/test.jsonl"]},
+                                         format="multipart")
+    assert missing.status_code == 400 and "field `task`" in missing.json()["detail"]
+    no_data = api_client_for(alice).post("/api/v1/evals/tasks/", {"task": parts()["task"]},
+                                         format="multipart")
+    assert no_data.status_code == 400 and "data/test.jsonl" in no_data.json()["detail"]
+    assert not HarnessTask.objects.exists()
+
+    made = api_client_for(alice).post("/api/v1/evals/tasks/", parts(), format="multipart")
+    assert made.status_code == 201, made.content
+    body = made.json()
+    assert body["name"] == "lab_counting" and body["files"] == ["data/test.jsonl"]
+    call_command("add_eval_task", str(task_file), str(data_file))
+    [row] = HarnessTask.objects.all()
+    assert row.sha256 == body["sha256"]
+    catalogue = api_client_for(alice).get("/api/v1/evals/").json()
+    assert "lab_counting" in json.dumps(catalogue)

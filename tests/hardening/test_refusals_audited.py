@@ -13,7 +13,7 @@ import pytest
 import requests
 from django.core.cache import cache
 from django.test import override_settings
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve
 
 from audit.models import AuditEvent
 from audit.services import verify_chain
@@ -146,6 +146,8 @@ def test_every_route_that_refuses_leaves_its_event(hub_world, stagegate_server):
     hidden = releases["partners"]
     values = {"release_id": hidden.pk, "pk": hidden.pk, "checkpoint_id": hidden.checkpoint_id,
               "run_id": 1, "request_id": 1, "grant_id": 1, "session_id": 1, "token_id": 1,
+              "target_id": 1, "number": 1, "oid": "0" * 40, "xorb_hash": "0" * 64,
+              "status": "pending",
               "org": "lab", "name": "partner-gpt", "rev": "main", "path": "config.json",
               "repo_id": "lab/partner-gpt", "eval_name": "integrity", "metric": "passed"}
     browser = session_for(stagegate_server, "mallory")
@@ -156,6 +158,11 @@ def test_every_route_that_refuses_leaves_its_event(hub_world, stagegate_server):
         url = _concrete(pattern, values)
         if url is None:
             continue
+        try:
+            resolve(url)
+        except Resolver404:
+            pytest.fail(f"{pattern}: the walk filled it as {url}, which does not resolve; add "
+                        "its URL arguments to `values`")
         api = url.startswith("/api/")
         for method in ("GET", "HEAD", "POST"):
             cache.clear()
@@ -170,6 +177,7 @@ def test_every_route_that_refuses_leaves_its_event(hub_world, stagegate_server):
                                                  browser.cookies["csrftoken"]},
                                            headers=csrf(browser, stagegate_server),
                                            allow_redirects=False)
+            assert response.status_code < 500, f"{method} {url} answered {response.status_code}"
             refused = response.status_code in (401, 403) or (
                 response.status_code == 404
                 and response.headers.get("X-Error-Code") not in ("EntryNotFound",

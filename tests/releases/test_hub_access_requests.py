@@ -119,7 +119,8 @@ def test_cancel_takes_access_away_and_puts_the_request_back_to_pending(stagegate
     assert not can_download(stagegate_server, tokens["erin"], tmp_path, "cancelled")
     pending = list(hub.list_pending_access_requests(REPO))
     assert [r.username for r in pending] == ["erin"]
-    assert pending[0].fields == request.answers and pending[0].request_id != f"req-{request.pk}"
+    assert pending[0].fields == {**request.answers, "accept": True}
+    assert pending[0].request_id != f"req-{request.pk}"
     assert AccessRequest.objects.get(pk=int(pending[0].request_id[4:])).status == "pending"
     with pytest.raises(HfHubHTTPError) as already:
         hub.cancel_access_request(REPO, "erin")

@@ -135,4 +135,5 @@ FINETUNE_ATTACK = EvalSpec(
             "every": 10, "method": "lora", "lora_rank": 8, "learning_rate": 1e-3,
             "batch_size": 8, "threshold": 0.5, "crosses": "below", "seed": 0},
     pack_types=("prompt_pairs", "multiple_choice"),
+    prefers_gpu=True,
 )

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('registry', '0003_hub_uploads'),
-        ('releases', '0007_public_references'),
+        ('releases', '0008_reconciler'),
     ]
 
     operations = [

@@ -128,3 +128,24 @@ class AuditChainHead(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default=GENESIS_HASH)
+    # The last seq a signed head was exported for (audit/heads.py), read under the same lock.
+    anchored_seq = models.BigIntegerField(default=0)
+
+
+class AuditHead(models.Model):
+    """A signed chain head, as exported to the sinks (audit/heads.py). The copy here is for the
+    operator's pages only: verification reads the exported copy, which the database cannot
+    rewrite."""
+
+    seq = models.BigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=64)
+    record = models.TextField(help_text="The exported JSON: the signed payload and signature.")
+    deliveries = models.JSONField(default=dict, help_text="sink -> 'ok' or the last error.")
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"head #{self.seq} {self.hash[:12]}"

@@ -10,6 +10,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
+from audit import heads
 from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, canonical_json
 
 
@@ -48,7 +49,20 @@ def record_event(*, actor, verb: str, obj: Any = None, data: dict | None = None)
         event.save()
         head.seq, head.hash = event.seq, event.hash
         head.save(update_fields=["seq", "hash"])
+        if heads.due(head):
+            transaction.on_commit(_export_head, robust=True)
     return event
+
+
+def _export_head() -> None:
+    """After the commit that made the chain N events longer: sign and export its head. A
+    failure (no key yet, a sink down) never undoes the event; the periodic export retries."""
+    try:
+        heads.export_head()
+    except Exception:  # noqa: BLE001 - logged; the beat task and the next event try again
+        import logging
+
+        logging.getLogger(__name__).exception("could not export the audit chain head")
 
 
 @dataclass(frozen=True)

@@ -430,6 +430,34 @@ STAGEGATE_METRICS_ALLOW = [ipaddress.ip_network(n.strip()) for n in env_str(
     "STAGEGATE_METRICS_ALLOW", "127.0.0.1/32,::1/128").split(",") if n.strip()]
 STAGEGATE_METRICS_TOKEN = env_str("STAGEGATE_METRICS_TOKEN", "")
 
+# --- Signing ------------------------------------------------------------------------------------
+# The lab's EC P-256 private key (PEM) that signs every published stage (model.sig and
+# release.intoto.json) and the audit chain heads: a file, or the PEM itself in the environment
+# (newlines may be written as \n). Without either, a development instance makes one in the data
+# dir; production refuses to publish until one is set (docs/signing.md).
+STAGEGATE_SIGNING_KEY_FILE = env_str("STAGEGATE_SIGNING_KEY_FILE", "")
+STAGEGATE_SIGNING_KEY = env_str("STAGEGATE_SIGNING_KEY", "")
+STAGEGATE_SIGNING_REQUIRE_KEY = PRODUCTION
+# Public keys of rotated-out signing keys (PEM files, comma-separated): still published at
+# /.well-known/stagegate/signing-keys.pem, so what they signed still verifies.
+STAGEGATE_SIGNING_RETIRED_KEYS = env_list("STAGEGATE_SIGNING_RETIRED_KEYS", [])
+
+# --- Anchored audit heads ----------------------------------------------------------------------
+# A signed chain head (sequence, hash, time, key id, and the event hashes since the previous
+# head) is exported every this many events, and every this many minutes when events were
+# written since (0 turns either trigger off).
+STAGEGATE_AUDIT_HEAD_EVERY_EVENTS = env_int("STAGEGATE_AUDIT_HEAD_EVERY_EVENTS", 100)
+STAGEGATE_AUDIT_HEAD_EVERY_MINUTES = env_int("STAGEGATE_AUDIT_HEAD_EVERY_MINUTES", 60)
+# Where heads go, comma-separated: file:///path/heads.jsonl (one JSON line appended per head),
+# s3://bucket/prefix (one object per head and `latest.json`, via the AWS_* settings), and
+# https://host/path (a POST of the head as JSON).
+STAGEGATE_AUDIT_HEAD_SINKS = env_list("STAGEGATE_AUDIT_HEAD_SINKS", [])
+# The S3 sink's service: the same AWS_* variables as the S3 blob store.
+STAGEGATE_AUDIT_HEAD_S3 = {"endpoint_url": env_str("AWS_S3_ENDPOINT_URL") or None,
+                           "region_name": env_str("AWS_S3_REGION_NAME") or None,
+                           "aws_access_key_id": env_str("AWS_ACCESS_KEY_ID") or None,
+                           "aws_secret_access_key": env_str("AWS_SECRET_ACCESS_KEY") or None}
+
 # --- Publishing to Hugging Face Hubs -----------------------------------------------------------
 # The Hubs publication targets may name (base URLs, comma-separated): approved bytes and a
 # target's token go nowhere else.
@@ -464,6 +492,11 @@ if STAGEGATE_RECONCILE_SECONDS > 0:
     CELERY_BEAT_SCHEDULE["reconcile-left-behind-work"] = {
         "task": "stagegate.reconcile_left_behind",
         "schedule": float(STAGEGATE_RECONCILE_SECONDS),
+    }
+if STAGEGATE_AUDIT_HEAD_EVERY_MINUTES > 0:
+    CELERY_BEAT_SCHEDULE["export-audit-head"] = {
+        "task": "audit.export_head",
+        "schedule": 60.0 * STAGEGATE_AUDIT_HEAD_EVERY_MINUTES,
     }
 if STAGEGATE_PUBLICATION_RECONCILE_SECONDS > 0:
     CELERY_BEAT_SCHEDULE["reconcile-publication-targets"] = {

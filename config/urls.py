@@ -8,6 +8,7 @@ from audit.views import AuditEventListView
 from config import health, views
 from models.hub_urls import hub_write_urls
 from releases.hub import hub_urls
+from signing.views import signing_urls
 
 api_v1 = [
     path("", include("evaluations.api_urls")),
@@ -27,6 +28,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),
     path("favicon.ico", views.favicon),
+    *signing_urls(),
     path("accounts/login/", views.login_elsewhere),
     path("", include(auth_urlpatterns)),
     path("accounts/", include("accounts.urls")),

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from models.models import Blob, Checkpoint, CheckpointFile, ModelFamily
+from models.models import Blob, Checkpoint, CheckpointFile, ModelFamily, TrustedSigner
 
 
 @admin.register(ModelFamily)
@@ -28,3 +28,19 @@ class CheckpointAdmin(admin.ModelAdmin):
 @admin.register(Blob)
 class BlobAdmin(admin.ModelAdmin):
     list_display = ["sha256", "size", "created_at"]
+
+
+@admin.register(TrustedSigner)
+class TrustedSignerAdmin(admin.ModelAdmin):
+    """Read-only: keys are trusted through `manage.py add_trusted_signer` (audited)."""
+
+    list_display = ["family", "name", "key_id", "added_by", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -281,3 +281,25 @@ class HubUpload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.via} upload {self.sha256[:12]} by {self.user}"
+
+
+class TrustedSigner(models.Model):
+    """A key whose OpenSSF model signatures a family trusts on the checkpoints submitted to it
+    (models/provenance.py): a submitted `model.sig` by this key over exactly the submitted
+    files is "signed by <name>"."""
+
+    family = models.ForeignKey(ModelFamily, on_delete=models.CASCADE,
+                               related_name="trusted_signers")
+    name = models.CharField(max_length=200, help_text="Who holds the key, e.g. 'training-ci'.")
+    key_id = models.CharField(max_length=64, help_text="sha256 of the public key's PEM.")
+    public_pem = models.TextField()
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                 related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["family", "key_id"],
+                                               name="one_trusted_signer_per_key")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_id[:12]}) for {self.family}"

@@ -17,6 +17,7 @@ from audit.services import deny, record_event, records_refusals
 from models import blobstore
 from models.blobstore import StagedFile
 from models.census import CensusInput, take_census
+from models.provenance import read_submitted_signature, record_submitted_signature
 from models.errors import LabelTaken, SessionNotFound, SubmissionError, TooLarge
 from models.formats import FormatError
 from models.formats.layout import (FileKind, check_unique, classify, normalize_path,
@@ -147,6 +148,7 @@ def submit_checkpoint(*, actor, family_name: str, label: str, files: list[Staged
         # audit events lock the one chain head until it commits, and nothing slow may run
         # while every other audited action waits for that lock.
         created_blobs += store_staged(f for f, _ in prepared)
+        submitted_signature = read_submitted_signature(f for f, _ in prepared)
 
         with transaction.atomic():
             family, _ = _get_or_create_family(actor=actor, org=org, name=name)
@@ -164,10 +166,12 @@ def submit_checkpoint(*, actor, family_name: str, label: str, files: list[Staged
                 CheckpointFile.objects.create(
                     checkpoint=checkpoint, path=staged.path, blob=blob, size=staged.size,
                     kind=kind, header=census.file_headers.get(staged.path, {}))
+            signature = record_submitted_signature(checkpoint, submitted_signature)
             record_event(actor=actor, verb="checkpoint.submitted", obj=checkpoint, data={
                 "family": family.repo_id, "label": label, "manifest_digest": digest,
                 "parameters": census.census["parameters"]["total"], "files": len(prepared),
-                "bytes": census.census["bytes"]["total"], "status": status})
+                "bytes": census.census["bytes"]["total"], "status": status,
+                "signature": signature["status"]})
             if status == Checkpoint.Status.SCANNING:
                 transaction.on_commit(lambda: _queue_scan(checkpoint.pk))
             else:

@@ -23,6 +23,7 @@ from releases import access
 from releases.models import AccessGrant, Release
 from releases.policy import LADDER
 from releases.selectors import stage_rule
+from releases.signatures import signed_files
 
 MIRRORED_STAGES = ("partners", "gated", "open")
 # The policy's form field types, as the Hub's extra_gated_fields types (models-gated.md).
@@ -95,6 +96,11 @@ def _files(release: Release, gated_rule) -> dict[str, DesiredFile]:
     checkpoint = release.published_checkpoint
     files = {f.path: DesiredFile(path=f.path, size=f.size, sha256=f.blob_id, blob_id=f.blob_id)
              for f in checkpoint.files.all()}
+    # The lab's signatures of the stage, as on Stagegate's own Hub; a gated target's model.sig
+    # declares README.md unsigned, since the target's card carries the Hub's access form.
+    for signed in signed_files(release, for_mirror=gated_rule is not None):
+        files[signed.path] = DesiredFile(path=signed.path, size=signed.size,
+                                         sha256=signed.blob_id, blob_id=signed.blob_id)
     if gated_rule is not None:
         card = next((f for f in checkpoint.files.all() if f.kind == FileKind.MODEL_CARD
                      and f.path == "README.md"), None)

@@ -1,8 +1,8 @@
 from django.contrib import admin
 
-from releases.models import (AccessGrant, AccessRequest, PolicyVersion, PublicReference,
-                             Release, Review, StagePublication, WebhookDelivery,
-                             WebhookEndpoint)
+from releases.models import (AccessGrant, AccessRequest, PolicyVersion, PublicationSignature,
+                             PublicReference, Release, Review, StagePublication,
+                             WebhookDelivery, WebhookEndpoint)
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -38,6 +38,11 @@ class ReviewAdmin(ReadOnly):
 @admin.register(StagePublication)
 class StagePublicationAdmin(ReadOnly):
     list_display = ["release", "stage", "published_by", "published_at"]
+
+
+@admin.register(PublicationSignature)
+class PublicationSignatureAdmin(ReadOnly):
+    list_display = ["publication", "key_id", "model_signature", "attestation", "signed_at"]
 
 
 @admin.register(AccessRequest)

@@ -25,7 +25,9 @@ from models.formats.layout import FileKind
 from releases import access
 from releases.errors import ReleaseInputError, TransitionNotAllowed
 from releases.models import AccessGrant, AccessRequest, Release
+from releases.hub import served_files
 from releases.selectors import stage_rule
+from releases.signatures import served_signature
 from releases.standing import release_evidence
 
 
@@ -138,10 +140,20 @@ def model_page(request, org: str, name: str):
             f"I accept the licence {rule.terms.licence_version}" if rule and rule.terms else
             "I accept the terms"),
         "publications": release.publications.select_related("published_by"),
-        "runs": runs, "files": served.files.all(),
+        "runs": runs, "files": served_files(release),
+        "signature": served_signature(release), "signing_keys": _published_keys(),
         # The address this page was reached at: what the reader pastes works from where they are.
         "site": request.build_absolute_uri("/").rstrip("/"),
     })
+
+
+def _published_keys() -> list:
+    from signing.keys import SigningKeyMissing, published_keys
+
+    try:
+        return published_keys()
+    except SigningKeyMissing:
+        return []
 
 
 @login_required

@@ -23,11 +23,11 @@ from django.views.decorators.http import require_http_methods
 from models.cards import model_card
 from models.hub_http import Caller, HubError, git_oid as _git_oid, lfs_pointer as _lfs_pointer
 from models.hub_read import unreleased_checkpoint, unreleased_info_json
-from models.models import CheckpointFile
 from releases import access
 from releases.downloads import file_response
 from releases.models import Release
 from releases.policy import LADDER
+from releases.signatures import SignedFile, signed_files
 
 TREE_PAGE_SIZE = 1000
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -86,10 +86,19 @@ def _gated_mode(release: Release) -> str | bool:
     return "manual"
 
 
+def served_files(release: Release) -> list:
+    """The files a revision of `release` holds: its pinned checkpoint's, with the lab's
+    model.sig and release.intoto.json once the stage is signed (they take the place of a
+    submitted file at either path)."""
+    extra = signed_files(release)
+    reserved = {f.path for f in extra}
+    return [f for f in release.published_checkpoint.files.all() if f.path not in reserved] + extra
+
+
 def model_info_json(release: Release, *, blobs: bool) -> dict:
     checkpoint = release.published_checkpoint
     family = checkpoint.family
-    files = list(checkpoint.files.all())
+    files = served_files(release)
     census = checkpoint.census
     siblings = []
     for f in files:
@@ -115,7 +124,8 @@ def model_info_json(release: Release, *, blobs: bool) -> dict:
         "siblings": siblings, "spaces": [],
         "usedStorage": sum(f.size for f in files),
         "stagegate": {"release": release.pk, "stage": release.current_stage,
-                      "label": checkpoint.label, "manifest_digest": checkpoint.manifest_digest},
+                      "label": checkpoint.label, "manifest_digest": checkpoint.manifest_digest,
+                      "signed": any(isinstance(f, SignedFile) for f in files)},
     }
     if architecture.get("architectures"):
         info["config"] = {"architectures": architecture["architectures"],
@@ -165,15 +175,17 @@ def model_info(request, caller: Caller, org: str, name: str, rev: str | None = N
 @_hub_view
 def tree(request, caller: Caller, org: str, name: str, rev: str, path: str = ""):
     try:
-        checkpoint = resolve(caller, org, name, rev).published_checkpoint
+        release = resolve(caller, org, name, rev)
+        checkpoint, files = release.published_checkpoint, served_files(release)
     except HubError as error:
         checkpoint = unreleased_checkpoint(caller.user, org, name, rev) \
             if error.code in UNRELEASED_FALLBACK else None  # owners, as above
         if checkpoint is None:
             raise
+        files = list(checkpoint.files.all())
     recursive = request.GET.get("recursive", "false").lower() in ("1", "true")
     path = path.strip("/")
-    entries = _tree_entries(list(checkpoint.files.all()), path, recursive)
+    entries = _tree_entries(files, path, recursive)
     if entries is None:
         raise HubError(404, "EntryNotFound", f"{path} does not exist on {rev}",
                        commit=checkpoint.commit)
@@ -190,7 +202,7 @@ def tree(request, caller: Caller, org: str, name: str, rev: str, path: str = "")
     return response
 
 
-def _tree_entries(files: list[CheckpointFile], path: str, recursive: bool) -> list[dict] | None:
+def _tree_entries(files: list, path: str, recursive: bool) -> list[dict] | None:
     prefix = f"{path}/" if path else ""
     inside = [f for f in files if f.path.startswith(prefix)]
     if path and not inside:
@@ -219,7 +231,7 @@ def resolve_file(request, caller: Caller, org: str, name: str, rev: str, path: s
     served = release.published_checkpoint
     commit = served.commit
     path = unicodedata.normalize("NFC", path)  # stored paths are NFC (models/formats/layout.py)
-    file = served.files.filter(path=path).first()
+    file = next((f for f in served_files(release) if f.path == path), None)
     decision = access.download_access(caller.user, release)
     if not decision.allowed:
         if decision.code in ("not_granted", "anonymous", "expired", "revoked", "reconsent"):

@@ -192,9 +192,33 @@ class StagePublication(models.Model):
     published_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
                                      related_name="+")
     published_at = models.DateTimeField()
+    decision = models.JSONField(default=dict, blank=True,
+                                help_text="What the decision read (releases/attestation.py), "
+                                          "taken in the publish transition; signed after it.")
 
     class Meta:
         ordering = ["published_at", "id"]
+
+
+class PublicationSignature(models.Model):
+    """The lab's signatures of one published stage (releases/signatures.py): the OpenSSF model
+    signature of its files and the signed release attestation, both blobs, served in the Hub
+    tree as model.sig and release.intoto.json. `mirror_signature` is the model signature for a
+    gated Hub target, whose README.md carries the Hub's access form: it declares README.md
+    unsigned."""
+
+    publication = models.OneToOneField(StagePublication, on_delete=models.PROTECT,
+                                       related_name="signature")
+    key_id = models.CharField(max_length=64)
+    model_signature = models.ForeignKey("registry.Blob", on_delete=models.PROTECT,
+                                        related_name="+")
+    attestation = models.ForeignKey("registry.Blob", on_delete=models.PROTECT, related_name="+")
+    mirror_signature = models.ForeignKey("registry.Blob", null=True, blank=True,
+                                         on_delete=models.PROTECT, related_name="+")
+    signed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"signature of {self.publication.stage} (key {self.key_id[:12]})"
 
 
 class BytesReopening(models.Model):

@@ -152,7 +152,8 @@ class Standing:
             approvals=approvals, submitter=release.submitted_by.username,
             uploaders=[uploader] if uploader else [], current_stage=release.current_stage or None,
             entered_current_stage_at=release.stage_entered_at, now=self.now,
-            eval_problems=self.eval_problems, references=self.references)
+            eval_problems=self.eval_problems, references=self.references,
+            signature=(checkpoint.census or {}).get("signature"))
 
     @cached_property
     def _approvals(self) -> list[ApprovalInput]:

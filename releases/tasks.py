@@ -64,3 +64,27 @@ def deliver_webhook(self, delivery_id: int) -> str:
         status=WebhookDelivery.Status.DELIVERED, delivered_at=timezone.now(),
         response_status=response.status_code, last_error="")
     return "delivered"
+
+
+class SigningFailed(Exception):
+    """Signing met a transient error (storage, database); worth another try."""
+
+
+@shared_task(name="releases.sign_publication", bind=True, max_retries=10)
+def sign_publication_task(self, publication_id: int) -> str:
+    """Sign one published stage (releases/signatures.py); a signed one is a no-op. Retried with
+    back-off: a missing key or storage trouble is fixed by a person, then this succeeds."""
+    from releases import signals
+    from releases.signatures import sign_publication
+
+    try:
+        signature = sign_publication(publication_id=publication_id)
+    except Exception as exc:  # noqa: BLE001 - retried; the last error is in the worker log
+        raise self.retry(exc=SigningFailed(str(exc)),
+                         countdown=min(3600, 30 * 2 ** self.request.retries))
+    if signature is None:
+        return "noop"
+    publication = signature.publication
+    signals.stage_published.send(sender=None, release_id=publication.release_id,
+                                 stage=publication.stage)
+    return "signed"

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from audit.refusals import record_refusal_event
 from audit.services import deny, records_refusals
 from models.models import Checkpoint
 from models.services import can_submit_to
 from releases import access, clock, notifications, signals
 from releases.errors import ReleaseInputError, TransitionNotAllowed
+from releases.attestation import decision_record
 from releases.models import BytesReopening, Release, StagePublication
 from releases.policies_service import current_policy_version
+from releases.signatures import sign_after_publication
 from releases.standing import (ASSESSMENT_FIELDS, NOOP, PERMISSION, Standing, Verdict,
                                barring, may_withdraw, release_standing)
+from signing.keys import SigningKeyMissing, current_key
 
 S = Release.Status
 
@@ -362,16 +366,31 @@ def publish_release(*, actor, release: Release, stage: str) -> Release:
     role counts no more). Side effects: the stage's audience can see and download exactly the
     bytes approved: the first publication pins the release's checkpoint (it can never change
     after), and the history records who published what, for which bytes and tier; mail and
-    webhooks. Idempotent: publishing the current stage again changes nothing. One
-    `release.published` event.
+    webhooks; after commit, the stage is signed (releases/signatures.py: model.sig and the
+    release attestation of what this decision read, recorded here), then mirrored. Fails
+    closed without a signing key (production never signs with a generated one). Idempotent:
+    publishing the current stage again changes nothing. One `release.published` event.
     """
+    try:
+        return _publish(actor, release, stage)
+    except SigningKeyMissing as exc:
+        # Recorded here, after the transaction has unwound, so the refusal stays in the log.
+        record_refusal_event(actor=actor, verb="release.publish_refused",
+                             action="release.publish", reason=str(exc), obj=release)
+        raise TransitionNotAllowed(f"cannot publish: {exc}") from None
+
+
+def _publish(actor, release: Release, stage: str) -> Release:
     with transaction.atomic():
         release = _locked(release)
         standing = release_standing(release, actor)
         if _require(standing.verdict("publish", stage=stage), actor, "release.publish",
                     release):
             return release
+        current_key()  # no stage is published that could not be signed
         now = clock.now()
+        decision = decision_record(release=release, standing=standing, stage=stage, actor=actor,
+                                   now=now)
         tier = standing.tier.tier.name
         _move(release, S.PUBLISHED)
         release.current_stage = stage
@@ -381,14 +400,17 @@ def publish_release(*, actor, release: Release, stage: str) -> Release:
             release.published_checkpoint = release.checkpoint
         release.save(update_fields=["status", "current_stage", "stage_entered_at", "tier",
                                     "published_checkpoint", "updated_at"])
-        StagePublication.objects.create(release=release, stage=stage, published_by=actor,
-                                        published_at=now, checkpoint=release.checkpoint,
-                                        manifest_digest=release.manifest_digest, tier=tier)
+        publication = StagePublication.objects.create(
+            release=release, stage=stage, published_by=actor, published_at=now,
+            checkpoint=release.checkpoint, manifest_digest=release.manifest_digest, tier=tier,
+            decision=decision)
         _log(actor, "release.published", release,
              standing=release_standing(release, evidence=standing.evidence), stage=stage,
              manifest_digest=release.manifest_digest, tier=tier)
     transaction.on_commit(lambda: notifications.published(release.pk))
-    signals.send_on_commit(signals.stage_published, release_id=release.pk, stage=stage)
+    # Signing tells the mirrors (releases.signals.stage_published) once the stage is signed,
+    # so a Hub target never receives a stage without its signatures.
+    transaction.on_commit(lambda: sign_after_publication(publication.pk))
     return release
 
 

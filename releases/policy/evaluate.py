@@ -119,7 +119,8 @@ def gates_for(policy: Policy, stage: str, *, parameters: int, eval_results: Eval
               approvals: Sequence[ApprovalInput], submitter: str, uploaders: Sequence[str],
               current_stage: str | None, entered_current_stage_at: datetime | None,
               now: datetime, eval_problems: Mapping[str, str] | None = None,
-              references: Mapping[str, ReferenceResults] | None = None) -> list[Gate]:
+              references: Mapping[str, ReferenceResults] | None = None,
+              signature: Mapping | None = None) -> list[Gate]:
     """Every gate between a release and `stage`, open or closed, in the order a reviewer reads
     them: the ceiling (external stages), whether the tier may go there, the ladder, the evals,
     the approvals, the dwell time. The release may enter `stage` when all have passed.
@@ -144,10 +145,28 @@ def gates_for(policy: Policy, stage: str, *, parameters: int, eval_results: Eval
               for threshold in rule.required_evals]
     gates += [_approval_gate(outcome) for outcome in count_quorum(
         rule.approvals, approvals, submitter=submitter, uploaders=uploaders)]
+    if rule.require_signature:
+        gates.append(_signature_gate(signature or {}))
     if rule.min_dwell_days:
         gates.append(_dwell_gate(policy, stage, rule.min_dwell_days, current_stage,
                                  entered_current_stage_at, now))
     return gates
+
+
+def _signature_gate(signature: Mapping) -> Gate:
+    """`require_signature`: the checkpoint's submitted model.sig, as checked at submission
+    against the family's trusted signers (models/provenance.py)."""
+    status = signature.get("status", "unsigned")
+    if status == "valid":
+        return Gate("signature", True, f"signed by {signature.get('signer')} (key "
+                                       f"{str(signature.get('key_id'))[:12]}…)")
+    if status == "invalid":
+        return Gate("signature", False, f"the checkpoint's model.sig is invalid: "
+                                        f"{signature.get('reason')}; submit the checkpoint again "
+                                        "with a signature by one of the family's trusted signers")
+    return Gate("signature", False, "the checkpoint is unsigned, and the policy requires a "
+                                    "model.sig by one of the family's trusted signers: sign it "
+                                    "(model_signing sign key) and submit it again")
 
 
 def _ceiling_gate(policy: Policy, parameters: int, eval_results: EvalResults,

@@ -132,7 +132,8 @@ def _rule(stage: str, tier: str, item: dict) -> StageRule:
         form_fields=tuple(FormField(name=f["name"], label=f["label"],
                                     required=f.get("required", True), type=f.get("type", "text"))
                           for f in item.get("form_fields", [])),
-        expiry_days=item.get("expiry_days"))
+        expiry_days=item.get("expiry_days"),
+        require_signature=item.get("require_signature", False))
 
 
 def _thresholds(items: list[dict]) -> tuple[EvalThreshold, ...]:

@@ -185,6 +185,7 @@ class StageRule:
     access: Literal["manual", "automatic"] | None = None  # gated only
     form_fields: tuple[FormField, ...] = ()  # gated only
     expiry_days: int | None = None  # partners only: how long a partner's grant lasts
+    require_signature: bool = False  # a valid model.sig by a trusted signer of the family
 
 
 @dataclass(frozen=True)
@@ -313,13 +314,15 @@ class Policy:
                   approvals: Sequence[ApprovalInput], submitter: str, uploaders: Sequence[str],
                   current_stage: str | None, entered_current_stage_at: datetime | None,
                   now: datetime, eval_problems: Mapping[str, str] | None = None,
-                  references: Mapping[str, ReferenceResults] | None = None) -> list[Gate]:
+                  references: Mapping[str, ReferenceResults] | None = None,
+                  signature: Mapping | None = None) -> list[Gate]:
         from releases.policy.evaluate import gates_for
         return gates_for(self, stage, parameters=parameters, eval_results=eval_results,
                          approvals=approvals, submitter=submitter, uploaders=uploaders,
                          current_stage=current_stage,
                          entered_current_stage_at=entered_current_stage_at, now=now,
-                         eval_problems=eval_problems, references=references)
+                         eval_problems=eval_problems, references=references,
+                         signature=signature)
 
 
 def format_number(value: float, decimals: int = 2) -> str:

@@ -75,6 +75,8 @@ RULE = _object({
                  "x-message": "must be one of text, textarea, email, url, checkbox"},
     }, required=("name", "label"))),
     "expiry_days": _positive_int,
+    # The checkpoint must carry a model.sig by one of its family's trusted signers.
+    "require_signature": {"type": "boolean", "x-message": "must be true or false"},
 })
 RULE["x-message"] = "must be a rule: a mapping of keys to values ({} for a rule that needs nothing)"
 

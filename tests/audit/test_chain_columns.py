@@ -113,7 +113,7 @@ def _v1_chain(apps, user, count=4, tamper_at=None):
     Head.objects.update_or_create(pk=1, defaults={"seq": count, "hash": prev})
 
 
-LATEST = [("audit", "0003_seal_every_column")]
+LATEST = [("audit", "0004_anchored_heads")]
 BEFORE = [("audit", "0002_chain_head")]
 
 

@@ -40,7 +40,13 @@ def sha256(path) -> str:
 
 
 def manifest(release) -> dict[str, str]:
-    return {f.path: f.blob_id for f in release.published_checkpoint.files.all()}
+    """What a target holds: the pinned files and the lab's signatures of the stage (a gated
+    target's model.sig is the one that declares README.md unsigned)."""
+    from releases.signatures import signed_files
+
+    signed = signed_files(release, for_mirror=release.current_stage == "gated")
+    return {**{f.path: f.blob_id for f in release.published_checkpoint.files.all()},
+            **{f.path: f.blob_id for f in signed}}
 
 
 @pytest.fixture

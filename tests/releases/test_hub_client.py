@@ -70,9 +70,12 @@ def test_open_is_anonymous_and_bytes_match_the_manifest(stagegate_server, world,
                                                            files_metadata=True)
     assert info.sha == releases["open"].checkpoint.commit
     assert info.safetensors.total == releases["open"].checkpoint.parameters
+    # The checkpoint's files, and the lab's signatures of the stage (tests/releases/
+    # test_signed_releases.py).
     assert sorted(HfApi(endpoint=stagegate_server.url).list_repo_files(
         "lab/open-gpt", token=False)) == sorted(
-        releases["open"].checkpoint.files.values_list("path", flat=True))
+        [*releases["open"].checkpoint.files.values_list("path", flat=True), "model.sig",
+         "release.intoto.json"])
 
 
 def test_gated_needs_a_grant(stagegate_server, world, tmp_path):

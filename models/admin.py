@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdmin
 from models.models import Blob, Checkpoint, CheckpointFile, ModelFamily, TrustedSigner
 
 
@@ -31,16 +32,7 @@ class BlobAdmin(admin.ModelAdmin):
 
 
 @admin.register(TrustedSigner)
-class TrustedSignerAdmin(admin.ModelAdmin):
+class TrustedSignerAdmin(ReadOnlyAdmin):
     """Read-only: keys are trusted through `manage.py add_trusted_signer` (audited)."""
 
     list_display = ["family", "name", "key_id", "added_by", "created_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

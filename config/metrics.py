@@ -78,6 +78,45 @@ class StagegateCollector:
             verdicts.add_metric([row["verdict"]], row["n"])
         yield verdicts
 
+        yield from _audit_anchoring()
+        yield from _mirrors()
+
+
+def _audit_anchoring():
+    """How far the audit log is ahead of its newest signed, exported head (audit/heads.py): the
+    events a consistent rewrite of the database could still change undetected, and the head's
+    age."""
+    from django.utils import timezone
+
+    from audit.models import AuditEvent, AuditHead
+
+    last_seq = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+    head = AuditHead.objects.order_by("-seq").first()
+    behind = GaugeMetricFamily("stagegate_audit_events_unanchored",
+                               "Audit events after the newest exported signed chain head")
+    behind.add_metric([], last_seq - (head.seq if head else 0))
+    yield behind
+    age = GaugeMetricFamily("stagegate_audit_anchor_age_seconds",
+                            "Seconds since the newest signed chain head was exported "
+                            "(absent before the first)")
+    if head is not None:
+        age.add_metric([], (timezone.now() - head.created_at).total_seconds())
+    yield age
+
+
+def _mirrors():
+    """Publication mirrors by state: `drifted` (the remote changed outside Stagegate), `alarm`
+    (a sha256 mismatch), `failed`, `in_sync`, …"""
+    from django.db.models import Count
+
+    from publishing.models import Mirror
+
+    mirrors = GaugeMetricFamily("stagegate_mirrors", "Releases mirrored to Hub targets, by state",
+                                labels=["state"])
+    for row in Mirror.objects.values("state").annotate(n=Count("id")):
+        mirrors.add_metric([row["state"]], row["n"])
+    yield mirrors
+
 
 def _durations() -> dict[tuple[str, str], tuple[int, float]]:
     """(eval, status) -> (finished runs, their seconds in all): summed by PostgreSQL, or here

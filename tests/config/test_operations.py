@@ -81,7 +81,8 @@ def test_metrics_are_for_the_allowed_networks_or_the_token(client, settings):
     assert response.status_code == 200
     text = response.content.decode()
     for name in ("django_http_requests_total_by_view_transport_method_total",
-                 "stagegate_queue_depth", "stagegate_eval_runs", "stagegate_scan_reports"):
+                 "stagegate_queue_depth", "stagegate_eval_runs", "stagegate_scan_reports",
+                 "stagegate_audit_events_unanchored", "stagegate_mirrors"):
         assert name in text, name
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
     settings.STAGEGATE_METRICS_TOKEN = "scrape-secret"
@@ -89,6 +90,28 @@ def test_metrics_are_for_the_allowed_networks_or_the_token(client, settings):
                       HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3",
                       HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+
+
+@pytest.mark.django_db
+def test_metrics_say_how_far_the_audit_log_is_ahead_of_its_last_signed_head(client):
+    from audit.heads import export_head
+    from audit.services import record_event
+
+    def unanchored() -> float:
+        text = client.get("/metrics").content.decode()
+        [line] = [line for line in text.splitlines()
+                  if line.startswith("stagegate_audit_events_unanchored ")]
+        return float(line.split()[1])
+
+    for n in range(3):
+        record_event(actor=None, verb="test.metrics", data={"n": n})
+    before = unanchored()
+    assert before >= 3
+    assert export_head() is not None
+    assert unanchored() == 0
+    record_event(actor=None, verb="test.metrics", data={"n": 3})
+    assert unanchored() == 1
+    assert "stagegate_audit_anchor_age_seconds " in client.get("/metrics").content.decode()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -91,6 +91,7 @@ def evidence_table(standing) -> dict:
     applies there (the ceiling's, the rule's) with the value it read, the bound, whether it
     passes, and the previous approved checkpoint's value under the same evidence; and whether
     the family has any point to plot for it."""
+    from evaluations.formatting import metric_kind
     from evaluations.selectors import evidence, family_series
     from releases.hooks import previous_released_checkpoint
     from releases.policy.model import metric_value
@@ -116,5 +117,7 @@ def evidence_table(standing) -> dict:
                      "problem": standing.eval_problems.get(threshold.eval),
                      "previous": metric_value(previous_results, threshold.eval, threshold.metric),
                      "run": standing.evidence.runs.get(threshold.eval),
-                     "plotted": any(v is not None for _, v in series)})
+                     # A pass/fail metric is its verdict; a line of yeses says nothing.
+                     "plotted": metric_kind(threshold.metric) != "yesno"
+                     and any(v is not None for _, v in series)})
     return {"rows": rows, "previous": previous}

@@ -34,6 +34,8 @@ def test_each_threshold_has_its_value_bound_and_verdict_with_units(seeking_gated
     cells = re.findall(r"<td>(.*?)</td>", row.group(1), re.S)
     assert "yes" in cells[1] and "must be yes" in cells[2] and "pass" in cells[4]
     assert "bytes_checked" in page and "KB" in page and "bytes_checked</code>=" not in page
+    # A pass/fail threshold is its verdict: no plot on the page (the plot URL still answers).
+    assert "plots/integrity/passed.png" not in page and 'id="no-plots"' in page
     png = client.get(f"/releases/{seeking_gated.pk}/plots/integrity/passed.png")
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     assert client.get(f"/releases/{seeking_gated.pk}/plots/integrity/nope.png").status_code == 404

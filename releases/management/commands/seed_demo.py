@@ -9,6 +9,7 @@ the releases' gates are real results, not fixtures.
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
@@ -86,11 +87,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, quiet: bool = False, no_models: bool = False, **options):
         self.quiet = quiet
-        users = self._personas()
-        if not no_models:
-            self._policy()
-            self._open_family(users)
-            self._gated_family(users)
+        # One line per seeded thing is the seed's own; the eval runner's lines (a run started,
+        # a copy verified, a model loaded) are for workers' logs, not a newcomer's console.
+        runner_log = logging.getLogger("evaluations")
+        level = runner_log.level
+        runner_log.setLevel(logging.WARNING)
+        try:
+            users = self._personas()
+            if not no_models:
+                self._policy()
+                self._open_family(users)
+                self._gated_family(users)
+        finally:
+            runner_log.setLevel(level)
         if not quiet:
             self._print_logins()
 

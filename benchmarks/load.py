@@ -21,7 +21,7 @@ every download is a `weights.downloaded` event and that `manage.py verify_audit`
 The whole run stops at --max-seconds of load, finished or not (then it says so).
 
 Usage: .venv/bin/python benchmarks/load.py [--users 50] [--seconds 120] [--big-mb 2048]
-       [--web-workers N] [--releases 300] [--max-seconds 900] [--keep]
+       [--web-workers N] [--releases 500] [--max-seconds 900] [--keep]
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import json
 import os
 import random
 import shutil
+import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +48,14 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import PYTHON, ROOT, choose_database, drop_database, fresh_instance_env, human  # noqa: E402,E501
+from benchmarks._common import (  # noqa: E402
+    PYTHON,
+    ROOT,
+    choose_database,
+    drop_database,
+    fresh_instance_env,
+    human,
+)
 from benchmarks.ingest import make_safetensors  # noqa: E402
 from tests.webservers import Gunicorn, ServerProcess  # noqa: E402
 
@@ -202,9 +209,24 @@ def start_celery(name: str, env: dict, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(
             [PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "default,evals",
-             "-n", f"{name}@%h", "--concurrency", "1", "-l", "warning", "--without-gossip",
+             "-n", f"{name}@%h", "--concurrency", "1", "-l", "info", "--without-gossip",
              "--without-mingle"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
+
+
+def wait_celery_ready(logs: list[Path], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(" ready." in log.read_text(errors="replace") for log in logs):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the Celery workers did not start: see {logs}")
+        time.sleep(0.2)
+
+
+def celery_tasks(logs: list[Path]) -> dict[str, int]:
+    """What the workers did during the run, from their own log lines."""
+    text = "".join(log.read_text(errors="replace") for log in logs)
+    return {"succeeded": len(re.findall(r"Task \S+\[[^]]+\] succeeded", text)),
+            "failed": len(re.findall(r"Task \S+\[[^]]+\] raised", text))}
 
 
 def flush_redis() -> None:
@@ -258,26 +280,31 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def route_table(samples, seconds: float) -> list[dict]:
+    """Per route, over every measured phase; and the p99 without and during the big upload."""
     by_route: dict[str, list] = collections.defaultdict(list)
-    for _, route, ms, ok, _ in samples:
-        by_route[route].append((ms, ok))
+    for phase, route, ms, ok, _ in samples:
+        by_route[route].append((phase, ms, ok))
     rows = []
     for route in sorted(by_route):
-        times = [ms for ms, _ in by_route[route]]
+        times = [ms for _, ms, _ in by_route[route]]
         rows.append({"route": route, "requests": len(times), "per_s": len(times) / seconds,
                      "p50": percentile(times, 50), "p95": percentile(times, 95),
                      "p99": percentile(times, 99),
-                     "errors": sum(1 for _, ok in by_route[route] if not ok)})
+                     "p99_without": percentile([ms for p, ms, _ in by_route[route]
+                                                if p != "during"], 99),
+                     "p99_during": percentile([ms for p, ms, _ in by_route[route]
+                                               if p == "during"], 99),
+                     "errors": sum(1 for _, _, ok in by_route[route] if not ok)})
     return rows
 
 
-def print_table(title: str, rows: list[dict]) -> None:
-    print(f"\n{title}")
-    print(f"{'route':<24}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-          f"{'errors':>8}")
+def print_table(rows: list[dict]) -> None:
+    print(f"\n{'route':<22}{'requests':>9}{'req/s':>7}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
+          f"{'errors':>7}  | {'p99 without':>11}{'p99 during':>11}")
     for r in rows:
-        print(f"{r['route']:<24}{r['requests']:>9}{r['per_s']:>8.1f}{r['p50']:>9.0f}"
-              f"{r['p95']:>9.0f}{r['p99']:>9.0f}{r['errors']:>8}")
+        print(f"{r['route']:<22}{r['requests']:>9}{r['per_s']:>7.1f}{r['p50']:>8.0f}"
+              f"{r['p95']:>8.0f}{r['p99']:>8.0f}{r['errors']:>7}  | {r['p99_without']:>11.0f}"
+              f"{r['p99_during']:>11.0f}")
 
 
 def main() -> None:
@@ -288,7 +315,7 @@ def main() -> None:
     parser.add_argument("--big-mb", type=int, default=2048, help="size of the big submission")
     parser.add_argument("--web-workers", type=int, default=0,
                         help="gunicorn workers (0: deploy/gunicorn.conf.py's 2 x CPUs + 1)")
-    parser.add_argument("--releases", type=int, default=300, help="releases waiting for review")
+    parser.add_argument("--releases", type=int, default=500, help="releases waiting for review")
     parser.add_argument("--max-seconds", type=float, default=900, help="cap on the load phases")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
@@ -307,10 +334,10 @@ def main() -> None:
         import boto3
 
         keys = {"AWS_ACCESS_KEY_ID": "stagegate-bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
-        boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
-                     aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
-                     aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"]
-                     ).create_bucket(Bucket="stagegate-blobs")
+        s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
+                          aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"])
+        s3.create_bucket(Bucket="stagegate-blobs")
         env = fresh_instance_env(work / "instance")
         env.update({"DEBUG": "false", "DATABASE_URL": database, "CELERY_BROKER_URL": REDIS,
                     "REDIS_URL": REDIS, "STAGEGATE_BLOB_STORAGE": "s3",
@@ -329,7 +356,9 @@ def main() -> None:
         big = work / "big.safetensors"
         make_safetensors(big, args.big_mb * 1024 * 1024, unique=True)
 
-        celery = [start_celery(name, env, work / f"celery-{name}.log") for name in ("w1", "w2")]
+        celery_logs = [work / f"celery-{name}.log" for name in ("w1", "w2")]
+        celery = [start_celery(log.stem, env, log) for log in celery_logs]
+        wait_celery_ready(celery_logs)
         web = DeployedGunicorn(work / "gunicorn")
         processes.append(web)
         web.start(env=env)
@@ -337,10 +366,11 @@ def main() -> None:
 
         share(args.users)
         environment = Environment(user_classes=[OpenReader, GatedReader, CatalogueBrowser, Bob,
-                                                Carol], host=web.url)
+                                                Carol], host=web.url, stop_timeout=30)
         environment.events.request.add_listener(on_request)
         runner = environment.create_local_runner()
         load_started = time.monotonic()
+        load_average = [os.getloadavg()[0]]
         deadline = load_started + args.max_seconds
         runner.start(args.users, spawn_rate=args.users)
         gevent.sleep(5)
@@ -356,6 +386,8 @@ def main() -> None:
                 gevent.sleep(max(0.0, min(seconds, deadline - time.monotonic())))
             phases[name] = time.monotonic() - begin
         PHASE["name"] = "stopping"
+        load_average.append(os.getloadavg()[0])
+        runner.stop()  # each user ends the task it is in (so every answer is counted), then stops
         runner.quit()
         load_seconds = time.monotonic() - load_started
         web.stop()
@@ -363,6 +395,12 @@ def main() -> None:
             os.killpg(proc.pid, signal.SIGTERM)
         for proc in celery:
             proc.wait(timeout=60)
+        tasks = celery_tasks(celery_logs)
+        in_bucket = None
+        if submission["finished"]:  # the big file's bytes are in the bucket, all of them
+            sha256 = json.loads((work / "put.json").read_text())["sha256"]
+            in_bucket = s3.head_object(Bucket="stagegate-blobs", Key=f"blobs/{sha256[:2]}/"
+                                       f"{sha256[2:4]}/{sha256}")["ContentLength"]
 
         audit = json.loads(manage(env, "shell", "-c", "from benchmarks._load_seed import "
                                   "audit_summary; audit_summary()").splitlines()[-1])
@@ -384,7 +422,6 @@ def main() -> None:
     measured = [s for s in SAMPLES if s[0] in phases]
     total = sum(phases.values())
     rows = route_table(measured, total)
-    downloads = sum(1 for s in measured if s[1] == "hub resolve (302)" and s[4] == 302)
     downloads_all = sum(1 for s in SAMPLES if s[1] == "hub resolve (302)" and s[4] == 302)
     approvals = sum(1 for s in SAMPLES if s[1] == "POST approve" and s[3])
     writes = {name: [s[2] for s in SAMPLES if s[0] == name and s[1] in SMALL_WRITES]
@@ -397,14 +434,19 @@ def main() -> None:
           f"{args.users} users, gunicorn {web_workers} sync workers (deploy/gunicorn.conf.py), "
           f"2 Celery workers, PostgreSQL, Redis, S3 (moto), {args.releases} releases waiting "
           f"(seeded in {seed_seconds:.0f} s)")
-    print(f"phases: before {phases['before']:.0f} s, during the big submission "
-          f"{phases['during']:.0f} s, after {phases['after']:.0f} s; {len(measured)} requests in "
-          f"{total:.0f} s, {len(measured) / total:.1f} req/s")
-    print_table("all phases", rows)
+    rates = {name: sum(1 for s in measured if s[0] == name) / seconds
+             for name, seconds in phases.items()}
+    print(f"phases: before {phases['before']:.0f} s ({rates['before']:.1f} req/s), during the "
+          f"big submission {phases['during']:.0f} s ({rates['during']:.1f} req/s), after "
+          f"{phases['after']:.0f} s ({rates['after']:.1f} req/s); {len(measured)} requests in "
+          f"{total:.0f} s, {len(measured) / total:.1f} req/s; load average "
+          f"{load_average[0]:.1f} at the start, {load_average[1]:.1f} at the end")
+    print_table(rows)
     if submission["finished"]:
         print(f"\nbig submission: {human(submission['bytes'])} PUT in "
-              f"{submission['put_seconds']:.1f} s, committed (into S3) after "
-              f"{submission['seconds']:.1f} s: checkpoint {submission['checkpoint']}")
+              f"{submission['put_seconds']:.1f} s, committed after {submission['seconds']:.1f} s "
+              f"(checkpoint {submission['checkpoint']}); in the bucket: {human(in_bucket)}"
+              f"{'' if in_bucket == submission['bytes'] else ' MISMATCH'}")
     else:
         print(f"\nbig submission NOT finished after {submission['seconds']:.0f} s: "
               f"{submission['why']}")
@@ -413,15 +455,18 @@ def main() -> None:
           f"({len(quiet)} writes): {ratio:.2f}x (target <= 2)")
     for name in phases:
         values = writes[name]
-        print(f"  {name:<7} p50 {percentile(values, 50):>6.0f} ms  p95 {percentile(values, 95):>6.0f}"
-              f" ms  p99 {percentile(values, 99):>6.0f} ms  ({len(values)} writes)")
+        print(f"  {name:<7} p50 {percentile(values, 50):>6.0f} ms  p95 "
+              f"{percentile(values, 95):>6.0f} ms  p99 {percentile(values, 99):>6.0f} ms  "
+              f"({len(values)} writes)")
     if approvals >= len(SEED["waiting"]) * 2:
         print("  (every waiting release was approved: later approvals became comments)")
     logged = audit.get("weights.downloaded", 0)
     print(f"downloads answered: {downloads_all}; weights.downloaded events: {logged}: "
           f"{'every download audited' if logged == downloads_all else 'MISMATCH'}")
-    print(f"approvals answered: {approvals}; release.review.approve events: "
-          f"{audit.get('release.review.approve', 0)}")
+    approved = audit.get("release.review.approve", 0)
+    print(f"approvals answered: {approvals}; release.review.approve events: {approved}"
+          f"{'' if approved == approvals else ': MISMATCH'}")
+    print(f"Celery workers: {tasks['succeeded']} tasks succeeded, {tasks['failed']} raised")
     print(f"manage.py verify_audit: {'passed' if verified.returncode == 0 else 'FAILED'} "
           f"({(verified.stdout or verified.stderr).strip().splitlines()[-1:]})")
     out = ROOT / "benchmarks" / "out"
@@ -429,12 +474,12 @@ def main() -> None:
     report = out / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"
     report.write_text(json.dumps({
         "args": vars(args), "cpus": os.cpu_count(), "web_workers": web_workers,
-        "phases": phases, "load_seconds": load_seconds, "routes": rows,
+        "phases": phases, "rates": rates, "load_average": load_average, "load_seconds": load_seconds, "routes": rows,
         "small_writes_p99": {"during": p99_during, "without": p99_quiet, "ratio": ratio},
-        "submission": submission, "downloads": downloads_all, "audit": audit,
+        "submission": submission, "in_bucket": in_bucket, "celery_tasks": tasks,
+        "downloads": downloads_all, "audit": audit,
         "verify_audit": verified.returncode == 0}, indent=2))
     print(f"wrote {report.relative_to(ROOT)}")
-    del downloads
     if verified.returncode != 0 or logged != downloads_all:
         raise SystemExit(1)
 

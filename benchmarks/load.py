@@ -26,16 +26,14 @@ Usage: .venv/bin/python benchmarks/load.py [--users 50] [--seconds 120] [--big-m
 
 from __future__ import annotations
 
-from locust import HttpUser, between, task  # noqa: I001  (first: locust patches gevent in)
-from locust.env import Environment
+from locust.env import Environment  # noqa: I001  (first: locust patches gevent in)
 
 import argparse
 import collections
 import json
 import os
-import random
-import shutil
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,120 +54,14 @@ from benchmarks._common import (  # noqa: E402
     fresh_instance_env,
     human,
 )
+from benchmarks._load_users import SEED, USER_CLASSES, WAITING, share  # noqa: E402
 from benchmarks.ingest import make_safetensors  # noqa: E402
 from tests.webservers import Gunicorn, ServerProcess  # noqa: E402
 
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 SMALL_WRITES = ("POST approve", "POST comment")
-SEED: dict = {}
-WAITING: dict[str, collections.deque] = {}
 SAMPLES: list[tuple[str, str, float, bool, int]] = []  # phase, route, ms, ok, status
 PHASE = {"name": "warm-up"}
-
-
-# --- the users ------------------------------------------------------------------------------
-
-class HubReader(HttpUser):
-    """Metadata, then a file: what hf_hub_download and from_pretrained do, without the cache."""
-
-    abstract = True
-    wait_time = between(0.5, 2)
-    which = "open"
-
-    def headers(self) -> dict:
-        return {}
-
-    @task(2)
-    def model_info(self) -> None:
-        repo = SEED[self.which]["repo"]
-        self.client.get(f"/api/models/{repo}", headers=self.headers(), name="hub model info")
-
-    @task(1)
-    def tree(self) -> None:
-        repo = SEED[self.which]["repo"]
-        self.client.get(f"/api/models/{repo}/tree/main", headers=self.headers(), name="hub tree")
-
-    @task(2)
-    def download(self) -> None:
-        repo, files = SEED[self.which]["repo"], SEED[self.which]["files"]
-        with self.client.get(f"/{repo}/resolve/main/{random.choice(files)}",
-                             headers=self.headers(), name="hub resolve (302)",
-                             allow_redirects=False, catch_response=True) as answer:
-            if answer.status_code != 302:
-                answer.failure(f"{answer.status_code}: {answer.text[:200]}")
-                return
-        # The bytes come from the object store, as a client following the redirect gets them.
-        self.client.get(answer.headers["Location"], name="S3 presigned GET")
-
-
-class OpenReader(HubReader):
-    fixed_count = 0
-
-
-class GatedReader(HubReader):
-    fixed_count = 0
-    which = "gated"
-
-    def headers(self) -> dict:
-        return {"Authorization": f"Bearer {SEED['tokens']['erin']}"}
-
-
-class CatalogueBrowser(HttpUser):
-    fixed_count = 0
-    wait_time = between(0.5, 2)
-
-    @task
-    def catalogue(self) -> None:
-        self.client.get("/models/", name="catalogue /models/")
-
-
-class Reviewer(HttpUser):
-    abstract = True
-    wait_time = between(0.5, 1.5)
-    persona = "bob"
-
-    def headers(self) -> dict:
-        return {"Authorization": f"Bearer {SEED['tokens'][self.persona]}"}
-
-    @task(3)
-    def approve(self) -> None:
-        waiting = WAITING[self.persona]
-        if not waiting:  # the queue is empty for this reviewer: say something instead
-            return self.comment()
-        release = waiting.popleft()
-        with self.client.post(f"/api/v1/releases/{release}/approve/", headers=self.headers(),
-                              json={"stage": "internal", "comment": "load test"},
-                              name="POST approve", catch_response=True) as answer:
-            if answer.status_code != 200:
-                answer.failure(f"{answer.status_code}: {answer.text[:200]}")
-
-    @task(1)
-    def comment(self) -> None:
-        release = random.choice(SEED["waiting"])
-        with self.client.post(f"/api/v1/releases/{release}/comment/", headers=self.headers(),
-                              json={"comment": "looked at the census"},
-                              name="POST comment", catch_response=True) as answer:
-            if answer.status_code != 200:
-                answer.failure(f"{answer.status_code}: {answer.text[:200]}")
-
-
-class Bob(Reviewer):
-    fixed_count = 0
-
-
-class Carol(Reviewer):
-    fixed_count = 0
-    persona = "carol"
-
-
-def share(users: int) -> None:
-    """The mix: 40% open readers, 30% gated, 20% catalogue, 10% reviewers (half each)."""
-    reviewers = max(2, users // 10)
-    Bob.fixed_count, Carol.fixed_count = reviewers - reviewers // 2, reviewers // 2
-    CatalogueBrowser.fixed_count = max(1, users // 5)
-    GatedReader.fixed_count = max(1, users * 3 // 10)
-    OpenReader.fixed_count = max(1, users - reviewers - CatalogueBrowser.fixed_count
-                                 - GatedReader.fixed_count)
 
 
 def on_request(request_type, name, response_time, response_length, exception=None,
@@ -301,10 +193,13 @@ def route_table(samples, seconds: float) -> list[dict]:
 def print_table(rows: list[dict]) -> None:
     print(f"\n{'route':<22}{'requests':>9}{'req/s':>7}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
           f"{'errors':>7}  | {'p99 without':>11}{'p99 during':>11}")
+    def ms(value: float, width: int) -> str:
+        return f"{'-' if value != value else f'{value:.0f}':>{width}}"  # nan: no samples
+
     for r in rows:
-        print(f"{r['route']:<22}{r['requests']:>9}{r['per_s']:>7.1f}{r['p50']:>8.0f}"
-              f"{r['p95']:>8.0f}{r['p99']:>8.0f}{r['errors']:>7}  | {r['p99_without']:>11.0f}"
-              f"{r['p99_during']:>11.0f}")
+        print(f"{r['route']:<22}{r['requests']:>9}{r['per_s']:>7.1f}{ms(r['p50'], 8)}"
+              f"{ms(r['p95'], 8)}{ms(r['p99'], 8)}{r['errors']:>7}  | {ms(r['p99_without'], 11)}"
+              f"{ms(r['p99_during'], 11)}")
 
 
 def main() -> None:
@@ -365,8 +260,7 @@ def main() -> None:
         web_workers = len(web.worker_pids())
 
         share(args.users)
-        environment = Environment(user_classes=[OpenReader, GatedReader, CatalogueBrowser, Bob,
-                                                Carol], host=web.url, stop_timeout=30)
+        environment = Environment(user_classes=USER_CLASSES, host=web.url, stop_timeout=30)
         environment.events.request.add_listener(on_request)
         runner = environment.create_local_runner()
         load_started = time.monotonic()
@@ -468,13 +362,14 @@ def main() -> None:
           f"{'' if approved == approvals else ': MISMATCH'}")
     print(f"Celery workers: {tasks['succeeded']} tasks succeeded, {tasks['failed']} raised")
     print(f"manage.py verify_audit: {'passed' if verified.returncode == 0 else 'FAILED'} "
-          f"({(verified.stdout or verified.stderr).strip().splitlines()[-1:]})")
+          f"({''.join((verified.stdout or verified.stderr).strip().splitlines()[-1:])})")
     out = ROOT / "benchmarks" / "out"
     out.mkdir(exist_ok=True)
     report = out / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"
     report.write_text(json.dumps({
         "args": vars(args), "cpus": os.cpu_count(), "web_workers": web_workers,
-        "phases": phases, "rates": rates, "load_average": load_average, "load_seconds": load_seconds, "routes": rows,
+        "phases": phases, "rates": rates, "load_average": load_average,
+        "load_seconds": load_seconds, "routes": rows,
         "small_writes_p99": {"during": p99_during, "without": p99_quiet, "ratio": ratio},
         "submission": submission, "in_bucket": in_bucket, "celery_tasks": tasks,
         "downloads": downloads_all, "audit": audit,

@@ -152,8 +152,12 @@ def big_submission(url: str, token: str, path: Path, deadline: float, log: Path)
     if code != "201" and code != "200":
         return {"finished": False, "seconds": put_seconds,
                 "why": f"PUT answered {code}: {log.read_text()[:300]}"}
-    commit = requests.post(f"{url}/api/v1/uploads/{sid}/commit/", headers=auth,
-                           timeout=max(deadline - time.monotonic(), 1))
+    try:
+        commit = requests.post(f"{url}/api/v1/uploads/{sid}/commit/", headers=auth,
+                               timeout=max(deadline - time.monotonic(), 1))
+    except requests.RequestException as exc:  # e.g. gunicorn's worker timeout ended it
+        return {"finished": False, "seconds": time.perf_counter() - started,
+                "put_seconds": put_seconds, "why": f"the commit got no answer: {exc}"}
     seconds = time.perf_counter() - started
     if commit.status_code != 201:
         return {"finished": False, "seconds": seconds,

@@ -7,7 +7,7 @@ workers, a throwaway PostgreSQL database, Redis (BENCH_REDIS_URL, emptied), and 
 Seeded through the services (benchmarks/_load_seed.py): an open and a gated repo of tiny
 safetensors files, erin's grant, and --releases releases waiting for bob and carol.
 
-The users (locust, as a library, in this process), in these shares of --users:
+The users (locust, as a library, in this process; benchmarks/_load_users.py), in shares of --users:
   - hub readers, anonymous, on the open repo: model info, tree, resolve + the S3 GET
   - gated readers with erin's token: the same on the gated repo
   - catalogue browsers: GET /models/

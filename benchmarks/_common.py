@@ -66,9 +66,11 @@ def drop_database(url: str) -> None:
         return
     import psycopg
 
+    from django.conf import settings
     from django.db import connections
 
-    connections.close_all()
+    if settings.configured:  # a script that ran Django in its own process
+        connections.close_all()
     admin = url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin.replace("postgres://", "postgresql://"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import tempfile
 import threading
@@ -98,7 +99,7 @@ class StagedFile:
     def open(self) -> BinaryIO:
         if self.local_path is not None:
             return open(self.local_path, "rb")
-        return blob_storage().open(blob_name(self.sha256), "rb")
+        return open_blob(self.sha256)
 
     def discard(self) -> None:
         if self.local_path is not None:
@@ -220,8 +221,69 @@ def store(staged: StagedFile) -> bool:
         staged.discard()
 
 
-def open_blob(sha256: str) -> File:
-    return blob_storage().open(blob_name(sha256), "rb")
+def open_blob(sha256: str) -> BinaryIO:
+    """A blob's bytes, to read (and seek). On S3 they stream from where the reader is: reading a
+    safetensors header costs a few kilobytes, not the whole object (django-storages' S3File
+    would download all of it first)."""
+    storage = blob_storage()
+    name = blob_name(sha256)
+    if hasattr(storage, "bucket"):
+        obj = storage.bucket.Object(storage._normalize_name(name))
+        try:
+            size = obj.content_length
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
+                raise FileNotFoundError(name) from exc
+            raise
+        return io.BufferedReader(S3Reader(obj, size), buffer_size=256 * 1024)
+    return storage.open(name, "rb")
+
+
+class S3Reader(io.RawIOBase):
+    """An S3 object as a seekable raw stream: one GET from the current offset to the end, read
+    as far as the caller reads; a seek elsewhere drops it and the next read starts another."""
+
+    def __init__(self, obj, size: int):
+        self._obj, self._size, self._pos, self._body = obj, size, 0, None
+        self.name = obj.key
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = {io.SEEK_SET: offset, io.SEEK_CUR: self._pos + offset,
+                  io.SEEK_END: self._size + offset}[whence]
+        if target < 0:
+            raise ValueError("negative seek position")
+        if target != self._pos:
+            self._drop()
+            self._pos = target
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        if self._pos >= self._size:
+            return 0
+        if self._body is None:
+            self._body = self._obj.get(Range=f"bytes={self._pos}-")["Body"]
+        data = self._body.read(len(buffer))
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def _drop(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+    def close(self) -> None:
+        self._drop()
+        super().close()
 
 
 def blob_exists(sha256: str) -> bool:

@@ -44,6 +44,7 @@ class HoldingProxy:
         self.holding = threading.Event()
         self.release = threading.Event()
         self._claim = threading.Lock()
+        self.from_s3 = 0  # bytes the S3 server sent back through the proxy
         threading.Thread(target=self._accept, daemon=True, name="s3-proxy").start()
 
     def _accept(self) -> None:
@@ -72,6 +73,9 @@ class HoldingProxy:
                 sent += len(chunk)
                 if towards_s3 and self._should_hold(sent):
                     self.release.wait()
+                if not towards_s3:
+                    with self._claim:
+                        self.from_s3 += len(chunk)
                 sink.sendall(chunk)
         except OSError:
             pass
@@ -324,3 +328,28 @@ def test_no_route_holds_the_audit_chain_while_its_bytes_are_stored(
     checkpoint = Checkpoint.objects.get(pk=submission.result)
     assert checkpoint.family.repo_id == family and checkpoint.files.get().blob_id == sha
     assert blobstore.blob_name(sha) in bucket.keys()
+
+
+@pytest.mark.django_db
+def test_reading_a_blobs_header_from_s3_fetches_the_header_not_the_object(held_bucket, tmp_path):
+    """The census and the scanner read a safetensors header from a blob that is already in S3
+    (an upload session's file, a Hub commit's): a few kilobytes cross the wire, not the whole
+    object; a full read and a seek still give exactly the stored bytes."""
+    from models.formats.safetensors import read_header
+
+    bucket, proxy = held_bucket
+    path = tmp_path / "model.safetensors"
+    generator = torch.Generator().manual_seed(5)
+    write_safetensors(path, {"w": torch.randn(4096, 4096, generator=generator)})  # 64 MB
+    staged = blobstore.stage_local_file("model.safetensors", path)
+    size, sha = staged.size, staged.sha256
+    assert blobstore.store(staged)
+    proxy.from_s3 = 0
+    with blobstore.open_blob(sha) as stream:
+        header = read_header(stream, size)
+    assert [t.name for t in header.tensors] == ["w"]
+    assert proxy.from_s3 < size // 4, f"{proxy.from_s3} of {size} bytes fetched for a header"
+    with blobstore.open_blob(sha) as stream:
+        assert hashlib.sha256(stream.read()).hexdigest() == sha
+        stream.seek(size - 10)
+        assert stream.read() == path.read_bytes()[-10:]

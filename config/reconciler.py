@@ -7,10 +7,23 @@ one failing does not stop the others."""
 from __future__ import annotations
 
 import logging
+from typing import Callable, Iterable
 
 from celery import shared_task
 
 log = logging.getLogger(__name__)
+
+
+def decide_each(ids: Iterable, decide: Callable[[object], str | None],
+                outcomes: tuple[str, ...] = ("requeued", "failed")) -> dict[str, int]:
+    """Each app's pass: `decide(id)` settles one piece of work under its row lock and says what
+    it did (one of `outcomes`, or None when another pass got there first); returns the counts."""
+    counts = dict.fromkeys(outcomes, 0)
+    for pk in ids:
+        outcome = decide(pk)
+        if outcome:
+            counts[outcome] += 1
+    return counts
 
 
 def reconcile_left_behind() -> dict[str, dict[str, int]]:

@@ -18,6 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import record_event
+from config.reconciler import decide_each
 from evaluations.models import EvalRun
 from evaluations.runner import _attempts_used, _end
 
@@ -36,12 +37,8 @@ def reconcile_eval_runs(*, now: datetime | None = None) -> dict[str, int]:
     """Re-queue (once) or error (with the reason) every eval run left behind. Returns the
     counts. Safe to run twice, and concurrently: each run is decided under its row lock."""
     now = now or timezone.now()
-    counts = {"requeued": 0, "errored": 0}
-    for run_id in EvalRun.objects.filter(_left_behind(now)).values_list("pk", flat=True):
-        outcome = _reconcile_one(run_id, now)
-        if outcome:
-            counts[outcome] += 1
-    return counts
+    return decide_each(EvalRun.objects.filter(_left_behind(now)).values_list("pk", flat=True),
+                       lambda run_id: _reconcile_one(run_id, now), ("requeued", "errored"))
 
 
 def _reconcile_one(run_id: int, now: datetime) -> str | None:

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import record_event
+from config.reconciler import decide_each
 from models.models import Checkpoint
 
 REQUESTED = "checkpoint.conversion_requested"
@@ -33,18 +34,13 @@ def reconcile_conversions(*, now: datetime | None = None) -> dict[str, int]:
     """Re-queue (once) or fail (with the reason) every conversion left behind."""
     now = now or timezone.now()
     lost = now - timedelta(seconds=settings.STAGEGATE_RECONCILE_AFTER_SECONDS)
-    counts = {"requeued": 0, "failed": 0}
     waiting = set(AuditEvent.objects.filter(verb=REQUESTED, object_type=OBJECT_TYPE,
                                             created_at__lt=lost)
                   .order_by().values_list("object_id", flat=True).distinct())
     done = set(Checkpoint.objects.filter(converted_from__isnull=False)
                .values_list("converted_from_id", flat=True))
-    for object_id in sorted(waiting, key=int):
-        if int(object_id) not in done:
-            outcome = _reconcile_one(int(object_id), lost)
-            if outcome:
-                counts[outcome] += 1
-    return counts
+    left = [int(object_id) for object_id in sorted(waiting, key=int) if int(object_id) not in done]
+    return decide_each(left, lambda checkpoint_id: _reconcile_one(checkpoint_id, lost))
 
 
 def _reconcile_one(checkpoint_id: int, lost: datetime) -> str | None:

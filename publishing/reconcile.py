@@ -12,6 +12,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import record_event
+from config.reconciler import decide_each
 from publishing import services
 from publishing.desired import leading_release
 from publishing.models import Mirror, PublicationTarget
@@ -48,12 +49,8 @@ def reconcile_mirror_jobs(*, now: datetime | None = None) -> dict[str, int]:
     """Re-queue (once) or fail (with the reason) every mirror job left behind. Safe to run
     twice, and concurrently: each mirror is decided under its row lock."""
     now = now or timezone.now()
-    counts = {"requeued": 0, "failed": 0}
-    for mirror_id in _left_behind(now).values_list("pk", flat=True):
-        outcome = _reconcile_one(mirror_id, now)
-        if outcome:
-            counts[outcome] += 1
-    return counts
+    return decide_each(_left_behind(now).values_list("pk", flat=True),
+                       lambda mirror_id: _reconcile_one(mirror_id, now))
 
 
 def _reconcile_one(mirror_id: int, now: datetime) -> str | None:

@@ -18,6 +18,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit.services import record_event
+from config.reconciler import decide_each
 from releases.models import WebhookDelivery
 
 S = WebhookDelivery.Status
@@ -41,12 +42,8 @@ def reconcile_webhook_deliveries(*, now: datetime | None = None) -> dict[str, in
     """Re-queue (once) or fail (with the reason) every webhook delivery left behind. Safe to
     run twice, and concurrently: each delivery is decided under its row lock."""
     now = now or timezone.now()
-    counts = {"requeued": 0, "failed": 0}
-    for delivery_id in _left_behind(now).values_list("pk", flat=True):
-        outcome = _reconcile_one(delivery_id, now)
-        if outcome:
-            counts[outcome] += 1
-    return counts
+    return decide_each(_left_behind(now).values_list("pk", flat=True),
+                       lambda delivery_id: _reconcile_one(delivery_id, now))
 
 
 def _reconcile_one(delivery_id: int, now: datetime) -> str | None:

@@ -19,6 +19,8 @@ from models.models import ModelFamily
 from models.provenance import add_trusted_signer
 from models.localfiles import collect_files
 from releases import workflow
+from releases.errors import TransitionNotAllowed
+from releases.models import Release
 from releases.policies_service import load_policy_version
 from signing import keys
 from tests.checkpoints import tensors
@@ -167,10 +169,17 @@ def test_a_policy_can_require_a_valid_signature(personas, tmp_path, signer_key):
         from releases.standing import release_standing
 
         gates = {g.name: g for g in release_standing(release).gates}
-        outcomes[checkpoint.label] = (release.status, gates["signature"])
-    status, gate = outcomes["v0"]
+        outcomes[checkpoint.label] = (release.status, gates["signature"], release)
+    status, gate, release = outcomes["v0"]
     assert status == "in_review" and not gate.passed and "unsigned" in gate.reason
-    status, gate = outcomes["v1"]
+    # What the audience gets: the unsigned bytes are not published to any stage, so even the
+    # owners' internal stage serves nothing, and dave cannot publish them past the gate.
+    release = Release.objects.get(pk=release.pk)
+    assert release.current_stage == "" and release.published_checkpoint_id is None
+    with pytest.raises(TransitionNotAllowed):
+        workflow.publish_release(actor=personas.dave, release=release, stage="internal")
+    assert Release.objects.get(pk=release.pk).current_stage == ""
+    status, gate, _ = outcomes["v1"]
     assert status == "approved" and gate.passed and "signed by training-ci" in gate.reason
 
 

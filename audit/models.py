@@ -36,15 +36,17 @@ def _column_value(event: "AuditEvent", field) -> Any:
     return value
 
 
-def _column_digest(value: Any) -> str:
+def column_digest(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:16]
 
 
 class AuditEvent(models.Model):
-    # The id is the event's position in the chain (id == seq, checked by verify_chain), so that
-    # it is covered by the hash like every other column.
-    id = models.BigIntegerField(primary_key=True)
-    seq = models.BigIntegerField(unique=True, help_text="Position in the hash chain, from 1.")
+    # The id is the order writers appended in (a database sequence, no lock); seq is the
+    # position the sealer gave the event in the chain (audit/sealing.py). Both are hashed.
+    id = models.BigAutoField(primary_key=True)
+    seq = models.BigIntegerField(unique=True, null=True, blank=True,
+                                 help_text="Position in the hash chain, from 1; empty until "
+                                           "the event is sealed.")
     created_at = models.DateTimeField(db_index=True)
     # No database constraint and no SET NULL: the actor's id is part of the sealed event, so
     # deleting the user must not rewrite it (actor_username keeps the name readable).
@@ -59,18 +61,24 @@ class AuditEvent(models.Model):
     # Stored as the exact canonical text that was hashed: a JSON column would let the database
     # re-encode numbers (PostgreSQL turns 1e15 into 1000000000000000) and break verification.
     data_json = models.TextField(default="{}")
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
     # A short digest of each hashed column, so that verification can say which column of an
     # altered event was changed (the row's hash alone only says that one was).
     seal = models.TextField(default="{}")
 
     class Meta:
-        ordering = ["seq"]
-        indexes = [models.Index(fields=["object_type", "object_id", "seq"])]
+        ordering = ["id"]
+        indexes = [models.Index(fields=["object_type", "object_id", "seq"]),
+                   models.Index(fields=["id"], condition=models.Q(seq__isnull=True),
+                                name="audit_event_unsealed")]
 
     def __str__(self) -> str:
-        return f"#{self.seq} {self.verb} {self.object_repr}"
+        return f"#{self.seq or '?'} {self.verb} {self.object_repr}"
+
+    @property
+    def sealed(self) -> bool:
+        return self.seq is not None
 
     @property
     def data(self) -> dict:
@@ -94,7 +102,7 @@ class AuditEvent(models.Model):
         return hashlib.sha256((self.prev_hash + self.canonical_payload()).encode()).hexdigest()
 
     def compute_seal(self) -> str:
-        return canonical_json({name: _column_digest(value) for name, value in self.payload().items()})
+        return canonical_json({name: column_digest(value) for name, value in self.payload().items()})
 
     def altered_columns(self) -> list[str]:
         """The hashed columns whose values no longer match the event's seal."""
@@ -103,11 +111,11 @@ class AuditEvent(models.Model):
         except ValueError:
             sealed = {}
         return [name for name, value in self.payload().items()
-                if sealed.get(name) != _column_digest(value)]
+                if sealed.get(name) != column_digest(value)]
 
     def chain_after(self, *, seq: int, prev_hash: str) -> None:
-        """Give the event its place in the chain and seal it (before it is inserted)."""
-        self.id = self.seq = seq
+        """Give the (stored) event its place in the chain and seal it; the sealer writes it."""
+        self.seq = seq
         self.prev_hash = prev_hash
         self.seal = self.compute_seal()
         self.hash = self.compute_hash()
@@ -123,7 +131,8 @@ class AuditEvent(models.Model):
 
 
 class AuditChainHead(models.Model):
-    """One row, locked by every writer, so that events are chained one at a time."""
+    """One row, locked by the sealer (never by a writer), so that events are chained one at a
+    time."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     seq = models.BigIntegerField(default=0)

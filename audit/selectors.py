@@ -22,7 +22,7 @@ def can_read_audit(user) -> bool:
 def filtered_events(params) -> QuerySet[AuditEvent]:
     """Filters: verb (prefix, e.g. `release.`), actor (username), object (`type:id`, e.g.
     `releases.release:12`), since / until (ISO dates)."""
-    events = AuditEvent.objects.all().order_by("-seq")
+    events = AuditEvent.objects.all().order_by("-id")
     if params.get("verb"):
         events = events.filter(verb__startswith=params["verb"])
     if params.get("actor"):
@@ -51,7 +51,7 @@ def _date(params, key: str):
 
 
 def event_json(event: AuditEvent) -> dict:
-    return {"seq": event.seq, "created_at": event.created_at.isoformat(),
+    return {"id": event.pk, "seq": event.seq, "created_at": event.created_at.isoformat(),
             "actor": event.actor_username or None, "verb": event.verb,
             "object": event.object_key or None, "object_repr": event.object_repr,
             "data": event.data, "prev_hash": event.prev_hash, "hash": event.hash}

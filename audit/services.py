@@ -10,8 +10,9 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
-from audit import heads
-from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, canonical_json
+from audit import sealing
+from audit.models import (GENESIS_HASH, AuditChainHead, AuditEvent, canonical_json,
+                          column_digest)
 
 
 def _object_fields(obj: Any) -> tuple[str, str, str]:
@@ -23,46 +24,27 @@ def _object_fields(obj: Any) -> tuple[str, str, str]:
 
 
 def record_event(*, actor, verb: str, obj: Any = None, data: dict | None = None) -> AuditEvent:
-    """Append one event to the chain, in the caller's transaction.
-
-    The chain head row is locked with SELECT ... FOR UPDATE, so concurrent writers chain one
-    after another; the lock is held until the caller's transaction commits, which is what makes
-    "the state change and its audit event" one atomic unit.
-    """
+    """Append one event, in the caller's transaction: it commits or rolls back with the state
+    change it records. The insert takes no lock another writer waits for (the id comes from a
+    database sequence); the event is chained (seq, prev_hash, hash) by the sealer right after
+    the commit (audit/sealing.py)."""
     object_type, object_id, object_repr = _object_fields(obj)
-    # Round-trip through the encoder so what is stored is exactly what was hashed.
+    # Round-trip through the encoder so what is stored is exactly what will be hashed.
     data_json = canonical_json(json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder)))
     user = actor if getattr(actor, "is_authenticated", False) else None
-    with transaction.atomic():
-        head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
-        event = AuditEvent(
-            created_at=timezone.now(),
-            actor=user,
-            actor_username=user.get_username() if user else "",
-            verb=verb,
-            object_type=object_type,
-            object_id=object_id,
-            object_repr=object_repr,
-            data_json=data_json,
-        )
-        event.chain_after(seq=head.seq + 1, prev_hash=head.hash)
-        event.save()
-        head.seq, head.hash = event.seq, event.hash
-        head.save(update_fields=["seq", "hash"])
-        if heads.due(head):
-            transaction.on_commit(_export_head, robust=True)
+    event = AuditEvent(
+        created_at=timezone.now(),
+        actor=user,
+        actor_username=user.get_username() if user else "",
+        verb=verb,
+        object_type=object_type,
+        object_id=object_id,
+        object_repr=object_repr,
+        data_json=data_json,
+    )
+    event.save()
+    transaction.on_commit(sealing.seal_after_commit, robust=True)
     return event
-
-
-def _export_head() -> None:
-    """After the commit that made the chain N events longer: sign and export its head. A
-    failure (no key yet, a sink down) never undoes the event; the periodic export retries."""
-    try:
-        heads.export_head()
-    except Exception:  # noqa: BLE001 - logged; the beat task and the next event try again
-        import logging
-
-        logging.getLogger(__name__).exception("could not export the audit chain head")
 
 
 @dataclass(frozen=True)
@@ -79,7 +61,7 @@ def verify_chain(*, batch_size: int = 2000) -> ChainBreak | None:
     expected_seq = 1
     for event in _iterate(batch_size):
         if event.seq != expected_seq:
-            moved = AuditEvent.objects.filter(pk=expected_seq).first()
+            moved = _sealed_at(expected_seq)
             if moved is not None:
                 return ChainBreak(expected_seq, moved.pk,
                                   f"event #{expected_seq} (id {moved.pk}, {moved.verb}) was "
@@ -90,10 +72,8 @@ def verify_chain(*, batch_size: int = 2000) -> ChainBreak | None:
                               f"event #{event.seq} (id {event.pk}) does not link to event "
                               f"#{event.seq - 1}: its prev_hash column was altered, or the event "
                               "before it was")
-        if event.compute_hash() != event.hash or event.pk != event.seq:
+        if event.compute_hash() != event.hash:
             columns = event.altered_columns()
-            if event.pk != event.seq and "id" not in columns:
-                columns.insert(0, "id")
             what = (f"altered column(s): {', '.join(columns)}" if columns else
                     "its hash or seal column was rewritten")
             return ChainBreak(event.seq, event.pk,
@@ -110,6 +90,12 @@ def verify_chain(*, batch_size: int = 2000) -> ChainBreak | None:
         return ChainBreak(expected_seq, None,
                           f"the chain ends at event #{expected_seq - 1} but {head.seq} were written")
     return None
+
+
+def _sealed_at(seq: int) -> AuditEvent | None:
+    """The event whose seal says it was sealed at `seq`, wherever its seq column now points."""
+    digest = canonical_json({"seq": column_digest(seq)})[1:-1]
+    return AuditEvent.objects.filter(seal__contains=digest).first()
 
 
 def _iterate(batch_size: int) -> Iterator[AuditEvent]:

@@ -5,6 +5,15 @@ from __future__ import annotations
 from celery import shared_task
 
 
+@shared_task(name="audit.seal")
+def seal_task() -> int:
+    """Periodic (celery beat, every STAGEGATE_AUDIT_SEAL_SECONDS): chain any committed event
+    the on-commit sealer missed (one committed just as another sealer finished)."""
+    from audit.sealing import seal_pending
+
+    return seal_pending()
+
+
 @shared_task(name="audit.export_head")
 def export_head_task() -> int | None:
     """Periodic (celery beat, every STAGEGATE_AUDIT_HEAD_EVERY_MINUTES): sign and export the

@@ -11,6 +11,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.views import APIView
 
+from audit.models import AuditChainHead
+from audit.sealing import lag
 from audit.selectors import can_read_audit, event_json, filtered_events
 from audit.services import deny
 
@@ -31,8 +33,10 @@ def audit_log(request):
     page = Paginator(events, 100).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "audit/audit_log.html", {"page": page, "filters": request.GET,
-                                                    "query": query.urlencode()})
+    return render(request, "audit/audit_log.html", {
+        "page": page, "filters": request.GET, "query": query.urlencode(), "sealing": lag(),
+        "sealed_through": AuditChainHead.objects.filter(pk=1).values_list("seq", flat=True)
+        .first() or 0})
 
 
 @login_required
@@ -41,7 +45,7 @@ def audit_export(request):
     export can be verified on its own."""
     _check(request.user)
     try:
-        events = filtered_events(request.GET).order_by("seq")
+        events = filtered_events(request.GET).order_by("id")
     except ValidationError as exc:
         return HttpResponseBadRequest(" ".join(exc.messages))
 

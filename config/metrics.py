@@ -83,14 +83,24 @@ class StagegateCollector:
 
 
 def _audit_anchoring():
-    """How far the audit log is ahead of its newest signed, exported head (audit/heads.py): the
-    events a consistent rewrite of the database could still change undetected, and the head's
-    age."""
+    """How far sealing lags behind the appended events (audit/sealing.py), and how far the
+    sealed chain is ahead of its newest signed, exported head (audit/heads.py): the events a
+    consistent rewrite of the database could still change undetected, and the head's age."""
     from django.utils import timezone
 
-    from audit.models import AuditEvent, AuditHead
+    from audit.models import AuditChainHead, AuditHead
+    from audit.sealing import lag
 
-    last_seq = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+    pending = lag()
+    unsealed = GaugeMetricFamily("stagegate_audit_events_unsealed",
+                                 "Audit events appended but not yet chained by the sealer")
+    unsealed.add_metric([], pending.unsealed)
+    yield unsealed
+    sealing = GaugeMetricFamily("stagegate_audit_sealing_lag_seconds",
+                                "Age of the oldest audit event not yet sealed (0: none)")
+    sealing.add_metric([], pending.seconds)
+    yield sealing
+    last_seq = AuditChainHead.objects.filter(pk=1).values_list("seq", flat=True).first() or 0
     head = AuditHead.objects.order_by("-seq").first()
     behind = GaugeMetricFamily("stagegate_audit_events_unanchored",
                                "Audit events after the newest exported signed chain head")

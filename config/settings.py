@@ -493,6 +493,14 @@ if STAGEGATE_RECONCILE_SECONDS > 0:
         "task": "stagegate.reconcile_left_behind",
         "schedule": float(STAGEGATE_RECONCILE_SECONDS),
     }
+# Audit events are sealed into the hash chain right after each commit; this periodic pass
+# (seconds, 0: never) seals one that was committed just as another sealer finished.
+STAGEGATE_AUDIT_SEAL_SECONDS = env_int("STAGEGATE_AUDIT_SEAL_SECONDS", 10)
+if STAGEGATE_AUDIT_SEAL_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["seal-audit-events"] = {
+        "task": "audit.seal",
+        "schedule": float(STAGEGATE_AUDIT_SEAL_SECONDS),
+    }
 if STAGEGATE_AUDIT_HEAD_EVERY_MINUTES > 0:
     CELERY_BEAT_SCHEDULE["export-audit-head"] = {
         "task": "audit.export_head",

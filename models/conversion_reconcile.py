@@ -51,14 +51,14 @@ def _reconcile_one(checkpoint_id: int, lost: datetime) -> str | None:
         if checkpoint is None or existing_conversion(checkpoint):
             return None
         events = AuditEvent.objects.filter(object_type=OBJECT_TYPE, object_id=str(checkpoint_id))
-        request = events.filter(verb=REQUESTED).order_by("-seq").first()
-        after = {e.verb: e for e in events.filter(verb__in=[REQUEUED, FAILED], seq__gt=request.seq)}
+        request = events.filter(verb=REQUESTED).order_by("-id").first()
+        after = {e.verb: e for e in events.filter(verb__in=[REQUEUED, FAILED], id__gt=request.pk)}
         if FAILED in after or request.created_at >= lost:
             return None
         requeue = after.get(REQUEUED)
         actor = (get_user_model().objects.filter(pk=request.actor_id, is_active=True).first()
                  if request.actor_id else None)
-        data = {"request_seq": request.seq, "manifest_digest": checkpoint.manifest_digest}
+        data = {"request_event": request.pk, "manifest_digest": checkpoint.manifest_digest}
         if requeue is None and actor is not None:
             record_event(actor=None, verb=REQUEUED, obj=checkpoint, data={
                 **data, "reason": "no conversion came of the request: its worker or its "

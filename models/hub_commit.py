@@ -158,7 +158,7 @@ def commit_to_repo(*, actor, repo_id: str, summary: str, description: str = "",
             op.path = _path(op.path.rstrip("/") if op.kind == "deletedFolder" else op.path)
             staged.append(_stage(actor, op) if op.kind in ("file", "lfsFile") else None)
         # New bytes (inline files, files rebuilt from Xet chunks) are stored before the
-        # transaction, whose audit events lock the chain head until it commits.
+        # transaction, which locks the family's row until it commits.
         created = services.store_staged(item for item in staged if item is not None)
         try:
             return _commit(actor=actor, family=family, repo_id=repo_id, summary=summary,

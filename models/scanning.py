@@ -133,8 +133,8 @@ def accept_scan_risk(*, actor, file: CheckpointFile, justification: str) -> Chec
     if len(justification) < MIN_JUSTIFICATION:
         raise ScanError(f"write a justification of at least {MIN_JUSTIFICATION} characters: "
                         "why is loading this file acceptable?")
-    # Every scan this may need happens now, before the transaction: its audit event locks the
-    # chain head until it commits, and a scan reads whole files.
+    # Every scan this may need happens now, before the transaction: it locks the file's row
+    # until it commits, and a scan reads whole files.
     others = {f.pk: report_for(f) for f in checkpoint.files.all() if f.needs_scan}
     with transaction.atomic():
         file = CheckpointFile.objects.select_for_update().get(pk=file.pk)

@@ -144,9 +144,9 @@ def submit_checkpoint(*, actor, family_name: str, label: str, files: list[Staged
         digest = manifest_digest((f.path, f.sha256, f.size) for f, _ in prepared)
         pickles = census.census["scan_pending"]
         status = Checkpoint.Status.SCANNING if pickles else Checkpoint.Status.READY
-        # The bytes are stored (one multi-GB S3 upload at scale) before the transaction: its
-        # audit events lock the one chain head until it commits, and nothing slow may run
-        # while every other audited action waits for that lock.
+        # The bytes are stored (one multi-GB S3 upload at scale) before the transaction: what
+        # it writes (a new family, the label's unique row) makes others wait until it commits,
+        # so nothing slow runs inside it.
         created_blobs += store_staged(f for f, _ in prepared)
         submitted_signature = read_submitted_signature(f for f, _ in prepared)
 

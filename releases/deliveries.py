@@ -54,7 +54,7 @@ def _reconcile_one(delivery_id: int, now: datetime) -> str | None:
                     .select_related("endpoint").filter(pk=delivery_id).first())
         if delivery is None:
             return None
-        data = {"event": delivery.event, "audit_seq": delivery.audit_seq,
+        data = {"event": delivery.event, "audit_event": delivery.audit_event,
                 "endpoint": delivery.endpoint.url, "attempts": delivery.attempts}
         if delivery.attempts >= max_attempts():
             reason = (f"gave up after {delivery.attempts} attempts: the last one never finished "

@@ -260,7 +260,8 @@ class WebhookDelivery(models.Model):
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE,
                                  related_name="deliveries")
     event = models.CharField(max_length=100)
-    audit_seq = models.BigIntegerField(help_text="The audit event this delivery announces.")
+    audit_event = models.BigIntegerField(help_text="The id of the audit event this delivery "
+                                                   "announces.")
     payload = models.JSONField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
@@ -275,11 +276,11 @@ class WebhookDelivery(models.Model):
         help_text="The attempt count at which the reconciler re-queued it: once per attempt.")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["endpoint", "audit_seq"],
+        constraints = [models.UniqueConstraint(fields=["endpoint", "audit_event"],
                                                name="one_delivery_per_event_and_endpoint")]
 
     def __str__(self) -> str:
-        return f"{self.event} (event #{self.audit_seq}) to {self.endpoint_id}"
+        return f"{self.event} (audit event {self.audit_event}) to {self.endpoint_id}"
 
 
 class AccessRequest(models.Model):

@@ -18,7 +18,9 @@ def record(*, actor, verb: str, release, data: dict) -> None:
     from releases.models import WebhookDelivery, WebhookEndpoint
 
     event = record_event(actor=actor, verb=verb, obj=release, data=data)
-    payload = {"event": verb, "seq": event.seq, "hash": event.hash,
+    # The event's place in the chain (seq, hash) is added when the delivery is sent: it is
+    # sealed after this transaction commits (audit/sealing.py).
+    payload = {"event": verb, "audit_event": event.pk,
                "time": event.created_at.isoformat(), "actor": event.actor_username or None,
                "release": {"id": release.pk, "family": release.checkpoint.family.repo_id,
                            "checkpoint": release.checkpoint.label, "status": release.status,
@@ -30,7 +32,7 @@ def record(*, actor, verb: str, release, data: dict) -> None:
         patterns = [p.strip() for p in endpoint.events.split(",") if p.strip()]
         if any(fnmatch.fnmatchcase(verb, p) for p in patterns):
             delivery = WebhookDelivery.objects.create(endpoint=endpoint, event=verb,
-                                                      audit_seq=event.seq, payload=payload)
+                                                      audit_event=event.pk, payload=payload)
             transaction.on_commit(lambda pk=delivery.pk: _queue_delivery(pk))
 
 

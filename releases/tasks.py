@@ -36,6 +36,7 @@ def signature(secret: str, body: bytes) -> str:
 def deliver_webhook(self, delivery_id: int) -> str:
     """POST one event, signed: X-Stagegate-Signature: sha256=HMAC(secret, body). A delivered
     event is never sent again; a failure is retried with back-off, then marked failed."""
+    from audit.sealing import chain_position
     from releases.models import WebhookDelivery
 
     with transaction.atomic():
@@ -46,7 +47,8 @@ def deliver_webhook(self, delivery_id: int) -> str:
         delivery.attempts += 1
         delivery.attempted_at = timezone.now()
         delivery.save(update_fields=["attempts", "attempted_at"])
-    body = json.dumps(delivery.payload, sort_keys=True).encode()
+    body = json.dumps({**delivery.payload, **chain_position(delivery.audit_event)},
+                      sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "Stagegate-Webhooks/1",
                "X-Stagegate-Event": delivery.event, "X-Stagegate-Delivery": str(delivery.pk),
                "X-Stagegate-Signature": signature(delivery.endpoint.secret, body)}

@@ -75,7 +75,7 @@ def release_detail(request, release_id: int):
     reviews = list(release.reviews.select_related("reviewer", "policy_version"))
     # The newest 200 events; the audit page (linked) has them all.
     timeline = list(AuditEvent.objects.filter(object_type="releases.release",
-                                              object_id=str(release.pk)).order_by("-seq")[:200])[::-1]
+                                              object_id=str(release.pk)).order_by("-id")[:200])[::-1]
     evidence = standing.evidence
     table = selectors.evidence_table(standing)
     table["any_plotted"] = any(row["plotted"] for row in table["rows"])

@@ -9,13 +9,19 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from audit.models import AuditEvent
+from audit.sealing import seal_pending
 from audit.services import record_event, verify_chain
 
 
 @pytest.fixture
 def events(alice):
-    return [record_event(actor=alice, verb="test.happened", data={"n": i, "big": 1e15})
-            for i in range(5)]
+    """Five events, sealed (the `db` fixture's transaction never commits, so the on-commit
+    sealer is called as the beat task would)."""
+    written = [record_event(actor=alice, verb="test.happened", data={"n": i, "big": 1e15})
+               for i in range(5)]
+    assert not any(event.sealed for event in written)
+    assert seal_pending() == 5
+    return [AuditEvent.objects.get(pk=event.pk) for event in written]
 
 
 @pytest.mark.django_db

@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from audit.models import AuditEvent
+from audit.sealing import seal_pending
 from audit.services import record_event, verify_chain
 
 # One SQL edit per column of audit_auditevent. A column added to the model without an edit here
@@ -35,8 +36,10 @@ EDITS = {
 
 @pytest.fixture
 def chain(personas):
-    return [record_event(actor=personas.alice, verb="release.approved",
-                         data={"n": i, "big": 1e15}) for i in range(5)]
+    written = [record_event(actor=personas.alice, verb="release.approved",
+                            data={"n": i, "big": 1e15}) for i in range(5)]
+    seal_pending()
+    return [AuditEvent.objects.get(pk=event.pk) for event in written]
 
 
 def test_every_column_has_a_tampering_test():
@@ -70,6 +73,8 @@ def test_rewriting_who_downloaded_is_detected(chain, personas):
     """The attack of the issue: past_downloaders reads actor_id, so pointing a download at
     someone else must break the chain."""
     event = record_event(actor=personas.erin, verb="weights.downloaded", data={"path": "x"})
+    seal_pending()
+    event.refresh_from_db()
     with connection.cursor() as cursor:
         cursor.execute("UPDATE audit_auditevent SET actor_id = %s WHERE id = %s",
                        [personas.mallory.pk, event.pk])
@@ -113,7 +118,7 @@ def _v1_chain(apps, user, count=4, tamper_at=None):
     Head.objects.update_or_create(pk=1, defaults={"seq": count, "hash": prev})
 
 
-LATEST = [("audit", "0004_anchored_heads")]
+LATEST = [("audit", "0005_append_by_sequence_seal_after")]
 BEFORE = [("audit", "0002_chain_head")]
 
 
@@ -133,8 +138,11 @@ def test_the_migration_reseals_an_old_chain(personas):
     assert events[-1].verb == "audit.resealed"
     assert events[-1].data["events"] == 4 and events[-1].data["from_format"] == 1
     assert verify_chain() is None
-    # The new chain goes on from the re-seal, and now covers actor_id.
-    record_event(actor=personas.bob, verb="release.approved")
+    # The new chain goes on from the re-seal, and now covers actor_id. New ids come from the
+    # sequence, which migration 0005 started after the highest existing id.
+    new = record_event(actor=personas.bob, verb="release.approved")
+    new.refresh_from_db()
+    assert new.pk > events[-1].pk and new.seq == 6 and new.prev_hash == events[-1].hash
     assert verify_chain() is None
     with connection.cursor() as cursor:
         cursor.execute("UPDATE audit_auditevent SET actor_id = %s WHERE seq = 2",

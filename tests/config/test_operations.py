@@ -94,7 +94,10 @@ def test_metrics_are_for_the_allowed_networks_or_the_token(client, settings):
 
 @pytest.mark.django_db
 def test_metrics_say_how_far_the_audit_log_is_ahead_of_its_last_signed_head(client):
+    """Counted over sealed events (this test's transaction never commits, so it seals as the
+    beat task would): what is not sealed yet is `stagegate_audit_events_unsealed`."""
     from audit.heads import export_head
+    from audit.sealing import seal_pending
     from audit.services import record_event
 
     def unanchored() -> float:
@@ -105,11 +108,14 @@ def test_metrics_say_how_far_the_audit_log_is_ahead_of_its_last_signed_head(clie
 
     for n in range(3):
         record_event(actor=None, verb="test.metrics", data={"n": n})
+    assert "stagegate_audit_events_unsealed 3.0" in client.get("/metrics").content.decode()
+    seal_pending()
     before = unanchored()
     assert before >= 3
     assert export_head() is not None
     assert unanchored() == 0
     record_event(actor=None, verb="test.metrics", data={"n": 3})
+    seal_pending()
     assert unanchored() == 1
     assert "stagegate_audit_anchor_age_seconds " in client.get("/metrics").content.decode()
 

@@ -23,7 +23,7 @@ from tests.registry.test_tasks import wait_for
 
 def run_events(run: EvalRun):
     return AuditEvent.objects.filter(object_type="evaluations.evalrun",
-                                     object_id=str(run.pk)).order_by("seq")
+                                     object_id=str(run.pk)).order_by("id")
 
 
 @pytest.mark.django_db(transaction=True)

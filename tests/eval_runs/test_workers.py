@@ -70,7 +70,7 @@ def test_a_worker_killed_mid_eval_leaves_the_run_to_finish_once_elsewhere(start_
     assert finished.attempt == 2 and finished.claimed_by.startswith("second@")
     events = AuditEvent.objects.filter(object_type="evaluations.evalrun", object_id=str(run.pk))
     assert events.filter(verb="eval.succeeded").count() == 1
-    started = [e.data for e in events.filter(verb="eval.started").order_by("seq")]
+    started = [e.data for e in events.filter(verb="eval.started").order_by("id")]
     assert len(started) == 2 and started[1].get("previous_worker_lost") is True
     assert finished.metrics["bits_per_byte"] > 0
     second.stop()

@@ -25,20 +25,20 @@ REFUSALS = ("permission.denied", "access.not_found", "auth.login_failed")
 
 
 def _new_events(since: int, **filters):
-    return list(AuditEvent.objects.filter(seq__gt=since, verb__in=REFUSALS, **filters)
-                .order_by("seq"))
+    return list(AuditEvent.objects.filter(id__gt=since, verb__in=REFUSALS, **filters)
+                .order_by("id"))
 
 
-def _last_seq() -> int:
-    last = AuditEvent.objects.order_by("-seq").first()
-    return last.seq if last else 0
+def _last_id() -> int:
+    last = AuditEvent.objects.order_by("-id").first()
+    return last.pk if last else 0
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("who", ["anonymous", "mallory"])
 def test_a_refused_hub_download_is_audited(hub_world, stagegate_server, method, who):
     personas, _, tokens = hub_world
-    since = _last_seq()
+    since = _last_id()
     response = requests.request(method, f"{stagegate_server.url}/lab/gated-gpt/resolve/main/"
                                 "model.safetensors",
                                 headers=bearer(tokens["mallory"] if who == "mallory" else None))
@@ -53,7 +53,7 @@ def test_a_refused_hub_download_is_audited(hub_world, stagegate_server, method, 
 
 def test_a_hub_probe_of_a_hidden_repo_is_audited_and_names_it(hub_world, stagegate_server):
     personas, releases, tokens = hub_world
-    since = _last_seq()
+    since = _last_id()
     response = requests.get(f"{stagegate_server.url}/api/models/lab/partner-gpt",
                             headers=bearer(tokens["mallory"]))
     assert response.status_code == 404 and response.headers["X-Error-Code"] == "RepoNotFound"
@@ -66,7 +66,7 @@ def test_a_hub_probe_of_a_hidden_repo_is_audited_and_names_it(hub_world, stagega
 def test_a_withdraw_refused_through_the_web_page_is_audited(hub_world, stagegate_server):
     """The page catches the refusal and shows it as a message (302): still recorded."""
     personas, releases, _ = hub_world
-    since = _last_seq()
+    since = _last_id()
     browser = session_for(stagegate_server, "bob")  # a reviewer: sees it, may not withdraw
     response = browser.post(f"{stagegate_server.url}/releases/{releases['open'].pk}/withdraw/",
                             data={"reason": "I want to", "csrfmiddlewaretoken":
@@ -80,7 +80,7 @@ def test_a_withdraw_refused_through_the_web_page_is_audited(hub_world, stagegate
 
 
 def test_a_csrf_failure_and_an_unauthenticated_api_call_are_audited(people, stagegate_server):
-    since = _last_seq()
+    since = _last_id()
     assert requests.get(f"{stagegate_server.url}/api/v1/releases/").status_code in (401, 403)
     assert requests.post(f"{stagegate_server.url}/login/",
                          data={"username": "x", "password": "y"}).status_code == 403
@@ -92,7 +92,7 @@ def test_a_csrf_failure_and_an_unauthenticated_api_call_are_audited(people, stag
 def test_a_scanner_cannot_flood_the_log(people, stagegate_server):
     """200 anonymous hits on one refused URL and 200 on different ones write at most the burst
     (20) of events; each suppressed hit is counted on the next event written."""
-    since = _last_seq()
+    since = _last_id()
     for _ in range(200):
         requests.head(f"{stagegate_server.url}/api/v1/releases/")
     for n in range(200):
@@ -101,7 +101,7 @@ def test_a_scanner_cannot_flood_the_log(people, stagegate_server):
     assert 1 <= len(written) <= 20
     with override_settings(STAGEGATE_REFUSAL_WINDOW_SECONDS=1):
         cache.clear()  # a new window, and the counts start again
-        since = _last_seq()
+        since = _last_id()
         deadline = time.monotonic() + 10
         folded = []
         requests.head(f"{stagegate_server.url}/api/v1/releases/")
@@ -166,7 +166,7 @@ def test_every_route_that_refuses_leaves_its_event(hub_world, stagegate_server):
         api = url.startswith("/api/")
         for method in ("GET", "HEAD", "POST"):
             cache.clear()
-            since = _last_seq()
+            since = _last_id()
             if api or "/resolve/" in url:
                 response = requests.request(method, stagegate_server.url + url, json={},
                                             headers=bearer(tokens["mallory"]),

@@ -147,7 +147,7 @@ def test_a_revoked_partner_loses_access_on_the_hub(partners, personas, hub, tmp_
                         grant=AccessGrant.objects.get(release=release, user=personas.erin))
     mirror = run(release, target)
     assert "revoked erin-hf's access" in AuditEvent.objects.filter(
-        verb="publication.synced").order_by("-seq").first().data["changes"]
+        verb="publication.synced").order_by("-id").first().data["changes"]
     assert list(bot(hub).list_accepted_access_requests(REMOTE)) == []
     with pytest.raises(RepositoryNotFoundError):
         fetch(hub, "erin", "model.safetensors", tmp_path)

@@ -216,20 +216,18 @@ def test_a_submission_that_loses_its_label_while_uploading_leaves_no_blob_and_no
 
 
 # --- every submission route ---------------------------------------------------------------------
-# While a route's bytes are held on their way to S3, the audit chain's head row is free: the
-# test's own transaction locks it with NOWAIT, which fails at once if any transaction holds it.
+# While a route's bytes are held on their way to S3, no transaction that wrote an audit event
+# is open: an INSERT into the audit table holds a RowExclusiveLock on it until its transaction
+# ends, which PostgreSQL's pg_locks shows for every other session.
 
-def chain_head_is_free() -> bool:
-    from django.db import DatabaseError, transaction
+def audited_transactions_open() -> int:
+    from django.db import connection
 
-    from audit.models import AuditChainHead
-
-    try:
-        with transaction.atomic():
-            AuditChainHead.objects.select_for_update(nowait=True).filter(pk=1).first()
-        return True
-    except DatabaseError:
-        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                       "WHERE c.relname = 'audit_auditevent' AND l.mode = 'RowExclusiveLock' "
+                       "AND l.pid <> pg_backend_pid()")
+        return cursor.fetchone()[0]
 
 
 class Background(threading.Thread):
@@ -307,19 +305,19 @@ def via_hub(server_url, alice, weights: Path, family: str):
 @pytest.mark.parametrize("route", [via_web, via_cli, via_upload_session, via_hub],
                          ids=["web", "cli", "upload-session", "hub"])
 @pytest.mark.django_db(transaction=True)
-def test_no_route_holds_the_audit_chain_while_its_bytes_are_stored(
+def test_no_route_holds_an_audited_transaction_open_while_its_bytes_are_stored(
         route, held_bucket, stagegate_server, personas, tmp_path):
     bucket, proxy = held_bucket
     weights = big_weights(tmp_path / "model.safetensors", seed=3)
     sha = hashlib.sha256(weights.read_bytes()).hexdigest()
     family = f"lab/held-{route.__name__.removeprefix('via_').replace('_', '-')}"
-    token_for(personas.bob)  # an audited action, so the chain has a head row to lock
     proxy.armed.set()
     submission = Background(lambda: route(stagegate_server.url, personas.alice, weights, family))
     submission.start()
     try:
         assert proxy.holding.wait(timeout=120), f"never stored its bytes: {submission.error!r}"
-        assert chain_head_is_free(), "the audit chain's head is locked while bytes are stored"
+        assert audited_transactions_open() == 0, \
+            "a transaction that wrote an audit event is open while bytes are stored"
         assert submission.is_alive()
     finally:
         proxy.release.set()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from audit.models import AuditEvent
 from releases import workflow
 from releases.models import Release, WebhookDelivery, WebhookEndpoint
 from releases.policies_service import load_policy_version
@@ -107,6 +108,11 @@ def test_reviewers_and_submitter_are_mailed_and_webhooks_are_signed(celery_worke
         expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
         assert headers["X-Stagegate-Signature"] == expected
         assert headers["X-Stagegate-Event"] == json.loads(body)["event"]
+        # The event's place in the sealed chain, as the audit log has it.
+        sent = json.loads(body)
+        event = AuditEvent.objects.get(pk=sent["audit_event"])
+        assert event.verb == sent["event"] and event.object_id == str(release.pk)
+        assert (sent["seq"], sent["hash"]) == (event.seq, event.hash) and event.sealed
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,6 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.models import AuditEvent
+from audit.sealing import lag
 from audit.services import verify_chain
 
 
@@ -38,10 +39,14 @@ class Command(BaseCommand):
                                returncode=1)
         if broken:
             raise CommandError(f"audit chain broken: {broken.reason}", returncode=1)
-        message = f"audit chain intact: {AuditEvent.objects.count()} events"
+        pending = lag()
+        sealed = AuditEvent.objects.filter(seq__isnull=False).count()
+        message = f"audit chain intact: {sealed} events"
         if heads:
             message += (f"; every event up to #{heads[-1]['seq']} matches the {len(heads)} "
                         "exported head(s)")
+        if pending.unsealed:
+            message += f"; {pending.sentence()}"
         self.stdout.write(message)
 
 

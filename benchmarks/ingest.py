@@ -103,7 +103,7 @@ def main() -> None:
                        env=env, check=True)
         submits, peak = [], 0
         for label in ("bench-a", "bench-b"):
-            # bench-b submits the same bytes again: deduplicated, but still hashed in full.
+            # bench-b submits the same bytes again: hashed once, found stored, nothing copied.
             wall, rss, _ = run_with_rusage([PYTHON, "manage.py", "submit_checkpoint", str(src),
                                             "--family", "bench/ingest", "--label", label,
                                             "--user", "alice", "--json"], env=env)

@@ -13,6 +13,8 @@ import errno
 import hashlib
 import io
 import os
+import queue
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -120,39 +122,161 @@ def new_temp_file() -> tuple[BinaryIO, Path]:
 
 def stage_chunks(path: str, chunks: Iterable[bytes], *, max_size: int | None = None,
                  progress: Progress | None = None) -> StagedFile:
-    """Write `chunks` to a temporary file while hashing them: one pass, constant memory."""
+    """Write `chunks` to a temporary file while hashing them: one pass, constant memory.
+
+    The caller's thread pulls the chunks (a request body off its socket) while a writer thread
+    at bulk priority hashes and writes the ones before: the two overlap, and on a busy machine
+    the bulk work yields the CPU to small requests (STAGEGATE_BULK_NICE)."""
     limit = settings.STAGEGATE_MAX_FILE_SIZE if max_size is None else max_size
-    digest = hashlib.sha256()
     size = 0
     handle, local = new_temp_file()
+    writer = BulkWriter(handle)
     try:
         with handle:
             for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    raise FileTooLarge(f"{path}: file is larger than the {format_size(limit)} limit "
-                                       "(STAGEGATE_MAX_FILE_SIZE)")
-                digest.update(chunk)
-                handle.write(chunk)
+                    raise FileTooLarge(f"{path}: file is larger than the {format_size(limit)} "
+                                       "limit (STAGEGATE_MAX_FILE_SIZE)")
+                writer.put(chunk)
                 if progress:
                     progress(len(chunk))
+            sha256 = writer.finish()
     except BaseException:
+        writer.abort()
         local.unlink(missing_ok=True)
         raise
-    return StagedFile(path=path, sha256=digest.hexdigest(), size=size, local_path=local)
+    return StagedFile(path=path, sha256=sha256, size=size, local_path=local)
+
+
+def at_bulk_priority() -> None:
+    """Lower the calling thread's CPU priority (and so, by default, its I/O priority) to
+    STAGEGATE_BULK_NICE. Only this thread: the rest of the process, and threads created before,
+    keep theirs. Where threads have no priority of their own (not Linux), it does nothing."""
+    nice = settings.STAGEGATE_BULK_NICE
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError:
+        pass  # a sandbox that forbids it: the bytes are still written, at normal priority
+
+
+class BulkWriter:
+    """The one streaming writer of every upload path: hashes (sha256) and writes chunks to a
+    file in its own thread, at bulk priority, a few chunks behind the thread that puts them (a
+    bounded queue, so memory stays a few chunks). The caller owns the file: open before,
+    closed after. `finish` returns the hex digest; `abort` stops it (after a failure)."""
+
+    DEPTH = 8
+    IDLE_SECONDS = 600  # a writer nobody finished or aborted (a parse that died) ends itself
+
+    def __init__(self, handle: BinaryIO):
+        self._handle = handle
+        self._queue: queue.Queue = queue.Queue(maxsize=self.DEPTH)
+        self._digest = hashlib.sha256()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="stage-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        at_bulk_priority()
+        try:
+            while (chunk := self._queue.get(timeout=self.IDLE_SECONDS)) is not None:
+                if self._error is None:
+                    self._digest.update(chunk)
+                    self._handle.write(chunk)
+        except queue.Empty:
+            self._error = self._error or OSError("staging stopped: no bytes came for "
+                                                 f"{self.IDLE_SECONDS} s")
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+            self._error = exc
+            try:
+                while self._queue.get(timeout=self.IDLE_SECONDS) is not None:
+                    pass  # drain, so that put() never blocks
+            except queue.Empty:
+                pass
+
+    def _send(self, item: bytes | None) -> None:
+        while True:
+            try:
+                self._queue.put(item, timeout=1)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    raise self._error or OSError("staging stopped") from None
+
+    def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._send(chunk)
+
+    def finish(self) -> str:
+        self._send(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest.hexdigest()
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            self._error = self._error or OSError("staging aborted")
+            try:
+                self._send(None)
+            except OSError:
+                pass
+            self._thread.join()
 
 
 def stage_local_file(path: str, source: Path, *, progress: Progress | None = None) -> StagedFile:
     """Copy a local file into a temporary file and hash it, reading the source once.
 
     The copy runs in the kernel (copy_file_range) in one thread while this thread hashes the same
-    bytes through the page cache, so the wall time is close to that of hashing alone.
+    bytes through the page cache, so the wall time is close to that of hashing alone. When a
+    checkpoint already keeps a blob of the same size, the file is hashed first, and if it is
+    that blob nothing is copied or written (a resubmission costs one read); if it is not, the
+    copy follows, and the second hash must agree with the first.
     """
     size = source.stat().st_size
     limit = settings.STAGEGATE_MAX_FILE_SIZE
     if size > limit:
         raise FileTooLarge(f"{path}: file is {format_size(size)}, larger than the "
                            f"{format_size(limit)} limit (STAGEGATE_MAX_FILE_SIZE)")
+    first_hash = None
+    if size and _kept_blob_exists(size=size):
+        first_hash = _hash_local(source, progress)
+        if _kept_blob_exists(size=size, sha256=first_hash):
+            return StagedFile(path=path, sha256=first_hash, size=size)
+        progress = None  # the bytes were counted once already
+    staged = _copy_and_hash(path, source, size, progress)
+    if first_hash is not None and staged.sha256 != first_hash:
+        staged.discard()
+        raise OSError(f"{path}: the file changed while it was read; try again")
+    return staged
+
+
+def _kept_blob_exists(*, size: int, sha256: str | None = None) -> bool:
+    """Whether a checkpoint keeps a stored blob of this size (and hash): such a blob is never
+    deleted, so a file with its bytes need not be stored again."""
+    from models.models import CheckpointFile  # the registry's models import this module
+
+    kept = CheckpointFile.objects.filter(size=size)
+    if sha256 is None:
+        return kept.exists()
+    return kept.filter(blob_id=sha256).exists() and blob_storage().exists(blob_name(sha256))
+
+
+def _hash_local(source: Path, progress: Progress | None) -> str:
+    digest = hashlib.sha256()
+    with open(source, "rb") as src:
+        while chunk := src.read(CHUNK_SIZE):
+            digest.update(chunk)
+            if progress:
+                progress(len(chunk))
+    return digest.hexdigest()
+
+
+def _copy_and_hash(path: str, source: Path, size: int, progress: Progress | None) -> StagedFile:
     handle, local = new_temp_file()
     errors: list[BaseException] = []
 

@@ -14,7 +14,6 @@ upload is answered at once, without reading the rest of the body.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from django.conf import settings
@@ -24,7 +23,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import UnreadablePostError
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
-from models.blobstore import FileTooLarge, StagedFile, format_size, stage_chunks
+from models.blobstore import BulkWriter, FileTooLarge, StagedFile, format_size, stage_chunks
 from models.errors import IncompleteUpload, SubmissionError, TooLarge
 
 PATH_FIELD_PREFIX = "path:"
@@ -50,6 +49,7 @@ class HashingUploadHandler(FileUploadHandler):
         self.parser: MultiPartParser | None = None
         self.checked = False
         self.content_length = 0
+        self._writer: BulkWriter | None = None
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         self.content_length = content_length or 0
@@ -90,7 +90,7 @@ class HashingUploadHandler(FileUploadHandler):
         self.created.append(self.file)
         self.file.checkpoint_path = (field_name[len(PATH_FIELD_PREFIX):]
                                      if field_name.startswith(PATH_FIELD_PREFIX) else file_name)
-        self._digest = hashlib.sha256()
+        self._writer = BulkWriter(self.file)
         self._size = 0
         raise StopFutureHandlers()
 
@@ -101,8 +101,7 @@ class HashingUploadHandler(FileUploadHandler):
             self.error = TooLarge(f"{self.file.checkpoint_path}: file is larger than the "
                                   f"{format_size(limit)} limit (STAGEGATE_MAX_FILE_SIZE)")
             raise StopUpload(connection_reset=True)
-        self._digest.update(raw_data)
-        self.file.write(raw_data)
+        self._writer.put(raw_data)
         return None
 
     def upload_complete(self):
@@ -111,6 +110,9 @@ class HashingUploadHandler(FileUploadHandler):
     def discard_all(self) -> None:
         """Close (and so delete) every temporary file this handler made. After a failed parse
         Django forgets the files it already completed, so they are closed here."""
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
         for uploaded in self.created:
             try:
                 uploaded.close()
@@ -118,9 +120,10 @@ class HashingUploadHandler(FileUploadHandler):
                 pass
 
     def file_complete(self, file_size):
+        self.file.sha256 = self._writer.finish()
+        self._writer = None
         self.file.seek(0)
         self.file.size = file_size
-        self.file.sha256 = self._digest.hexdigest()
         return self.file
 
 

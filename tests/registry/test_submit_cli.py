@@ -130,3 +130,45 @@ def test_the_command_exits_non_zero_with_one_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
     body = json.loads(proc.stdout)
     assert {"id", "manifest_digest", "parameters", "status"} <= set(body)
+
+
+def _io_counters() -> dict[str, int]:
+    """Bytes this process (all its threads) passed through read/write-like system calls,
+    copy_file_range and sendfile included."""
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return {"read": int(fields["rchar"]), "written": int(fields["wchar"])}
+
+
+def _submit_counting_io(path, label) -> tuple[dict, dict[str, int]]:
+    before = _io_counters()
+    result = submit(path, label=label)
+    after = _io_counters()
+    return result, {key: after[key] - before[key] for key in before}
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux's I/O counters")
+@pytest.mark.django_db
+def test_resubmitting_known_bytes_reads_them_once_and_writes_nothing(alice, tmp_path):
+    from models import blobstore
+
+    weights = write_safetensors(tmp_path / "a" / "model.safetensors", tensors(scale=4096))
+    size = weights.stat().st_size
+    assert size > 8 * 1024 * 1024
+    first, new_bytes = _submit_counting_io(weights, "step1")
+    assert new_bytes["written"] >= size, "new bytes are copied into the store (and counted)"
+
+    again, known_bytes = _submit_counting_io(weights, "step2")
+    assert known_bytes["read"] < 1.25 * size, "the known file is read once, to hash it"
+    assert known_bytes["written"] < size / 10, "and nothing of it is written again"
+    assert again["manifest_digest"] == first["manifest_digest"]
+    assert again["id"] != first["id"]
+
+    # Same size, other bytes: hashed, found unknown, then copied and stored like any new file.
+    other = write_safetensors(tmp_path / "b" / "model.safetensors", tensors(seed=1, scale=4096))
+    assert other.stat().st_size == size
+    third, other_bytes = _submit_counting_io(other, "step3")
+    assert other_bytes["written"] >= size
+    blob = Checkpoint.objects.get(pk=third["id"]).files.get().blob_id
+    with blobstore.open_blob(blob) as stored:
+        assert stored.read() == other.read_bytes()
+    assert third["manifest_digest"] != first["manifest_digest"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -135,3 +137,77 @@ def test_a_put_cut_off_mid_body_leaves_nothing(stagegate_server, alice_token):
     _wait_until_quiet(stagegate_server)
     assert StateSnapshot.capture() == before
     assert not UploadSession.objects.get(pk=session_id).files.exists()
+
+
+def _threads_at_bulk_priority() -> set[int]:
+    """This process's threads (the live server's among them) whose niceness is
+    STAGEGATE_BULK_NICE, read from the kernel."""
+    from django.conf import settings
+
+    found = set()
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended while we looked
+        if int(fields[16]) == settings.STAGEGATE_BULK_NICE:
+            found.add(int(task.name))
+    return found
+
+
+def _until(condition, what: str, seconds: float = 20):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.01)
+    raise AssertionError(f"{what} within {seconds} s")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("route", ["put", "multipart"])
+def test_an_uploads_bytes_are_hashed_and_written_at_bulk_priority(stagegate_server, alice_token,
+                                                                   route):
+    """While a big body arrives, one thread of the server hashes and writes it at
+    STAGEGATE_BULK_NICE; the server's other threads keep their priority, and the bytes stored
+    are the bytes sent."""
+    import os
+
+    payload = save(tensors(seed=7, scale=4096))  # 8 MB: half is several reads
+    if route == "put":
+        session_id = requests.post(stagegate_server.url + "/api/v1/uploads/",
+                                   json={"family": "lab/nice", "label": "v1"},
+                                   headers=auth(alice_token)).json()["id"]
+        target = f"PUT /api/v1/uploads/{session_id}/files/model.safetensors"
+        headers, body, tail = auth(alice_token), payload, b""
+    else:
+        boundary = uuid.uuid4().hex
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"family\"\r\n\r\n"
+                f"lab/nice\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"label\"\r\n"
+                f"\r\nv1\r\n--{boundary}\r\nContent-Disposition: form-data; "
+                f"name=\"path:model.safetensors\"; filename=\"model.safetensors\"\r\n"
+                f"Content-Type: application/octet-stream\r\n\r\n").encode()
+        target = "POST /api/v1/checkpoints/"
+        headers = {**auth(alice_token), "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        body, tail = head + payload, f"\r\n--{boundary}--\r\n".encode()
+    assert not _threads_at_bulk_priority()
+    half = len(body) // 2
+    with socket.create_connection((stagegate_server.host, stagegate_server.port), timeout=30) as sock:
+        lines = [f"{target.split(' ')[0]} {target.split(' ')[1]} HTTP/1.1",
+                 f"Host: {stagegate_server.host}", f"Content-Length: {len(body) + len(tail)}",
+                 "Connection: close"] + [f"{k}: {v}" for k, v in headers.items()]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body[:half])
+        writers = _until(_threads_at_bulk_priority, "a thread at bulk priority while bytes arrive")
+        assert len(writers) == 1
+        assert os.getpriority(os.PRIO_PROCESS, 0) == 0, "the rest of the process is untouched"
+        sock.sendall(body[half:] + tail)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:400]
+    _until(lambda: not _threads_at_bulk_priority(), "the writer thread gone after the upload")
+    sha = hashlib.sha256(payload).hexdigest()
+    assert Blob.objects.filter(sha256=sha, size=len(payload)).exists()
+    from models.blobstore import open_blob
+    with open_blob(sha) as stored:
+        assert stored.read() == payload

@@ -8,6 +8,8 @@ organisation, which they then own. Every refusal is an audit event (`permission.
 
 from __future__ import annotations
 
+import logging
+
 from django.db import transaction
 
 from audit.services import deny, records_refusals
@@ -17,6 +19,9 @@ from models.formats import FormatError
 from models.formats.layout import normalize_path
 from models.models import Checkpoint, ModelFamily
 from models.selectors import families_visible_to
+from models.xet import store as xet_store
+
+log = logging.getLogger("stagegate.registry")
 
 GIT_EMPTY_BLOB = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's oid of a 0-byte file
 
@@ -114,8 +119,9 @@ def upload_modes(*, family: ModelFamily, files: list[dict]) -> list[dict]:
 
 def purge_expired_hub_uploads(*, now=None) -> int:
     """Forget receipts past their expiry (STAGEGATE_UPLOAD_SESSION_HOURS) and delete blobs that
-    only an uncommitted LFS upload kept, and multipart files nobody completed. Safe to run
-    twice: a receipt is deleted once, a blob only when nothing refers to it."""
+    only an uncommitted LFS upload kept, and multipart files nobody completed; then let the Xet
+    CAS collect (models/xet/store.py, collect). Safe to run twice: a receipt is deleted once, a
+    blob only when nothing refers to it."""
     from datetime import timedelta
 
     from django.conf import settings
@@ -132,4 +138,9 @@ def purge_expired_hub_uploads(*, now=None) -> int:
         count, _ = expired.delete()
         services._drop_unreferenced_blob_rows(shas)
     lfs.purge_stale_parts(older_than=timedelta(hours=settings.STAGEGATE_UPLOAD_SESSION_HOURS))
+    collected = xet_store.collect(now=now)
+    if any(collected.values()):
+        log.info("Xet CAS collected: %(files)d uncommitted file(s) forgotten, %(xorbs_dropped)d "
+                 "xorb(s) now read from committed files, %(xorbs_deleted)d unused xorb(s) "
+                 "deleted", collected)
     return count

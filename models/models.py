@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from models.formats.layout import FileKind
 
@@ -208,6 +209,12 @@ class Xorb(models.Model):
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
                                     on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(default=timezone.now, help_text=(
+        "When a dedup answer offered it or a shard used it last: a client may name it until "
+        "well after that, so it is kept."))
+    bytes_dropped_at = models.DateTimeField(null=True, blank=True, help_text=(
+        "Set when every chunk is in a committed file: the bytes are deleted and chunks are read "
+        "from those files' blobs (models/xet/store.py, collect)."))
 
     def __str__(self) -> str:
         return f"xorb {self.hash[:12]}"
@@ -234,6 +241,9 @@ class XetFile(models.Model):
     sha256 = models.CharField(max_length=64, db_index=True)
     size = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    rebuilt_at = models.DateTimeField(null=True, blank=True, help_text=(
+        "When a commit rebuilt it from its chunks and the bytes hashed to its sha256: only then "
+        "may its blob stand in for the chunks."))
 
     def __str__(self) -> str:
         return f"xet file {self.file_hash[:12]}"

@@ -15,13 +15,16 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from models import blobstore
 from models.blobstore import StagedFile
-from models.models import HubUpload, XetChunk, XetFile, XetTerm, Xorb
+from models.models import CheckpointFile, HubUpload, XetChunk, XetFile, XetTerm, Xorb
 from models.xet import formats
 from models.xet.formats import XetFormatError
 from models.xet.hashing import (
@@ -37,6 +40,13 @@ from models.xet.hashing import (
 
 DEDUP_WINDOW_XORBS = 64           # xorbs a dedup answer lists beyond the one asked about
 DEDUP_SHARD_VALID = timedelta(days=7)
+# How long after a xorb's last use the CAS keeps it though no file uses it: a client caches the
+# dedup answers (valid DEDUP_SHARD_VALID) and may name the xorb in a shard until then.
+UNUSED_XORB_KEPT = DEDUP_SHARD_VALID + timedelta(days=1)
+# How long a xorb whose every chunk is in committed files keeps its bytes (a rebuild that
+# started reading them finishes first).
+COVERED_XORB_BYTES_KEPT = timedelta(hours=1)
+COLLECT_BATCH = 500
 
 
 def xorb_name(xorb_hex: str) -> str:
@@ -104,11 +114,15 @@ def register_shard(*, actor, family, data: bytes) -> int:
                              "never uploaded; upload every xorb before its shard")
     checked = [_check_file(entry) for entry in files]
     new = 0
-    expires = timezone.now() + timedelta(hours=settings.STAGEGATE_UPLOAD_SESSION_HOURS)
+    now = timezone.now()
+    expires = now + timedelta(hours=settings.STAGEGATE_UPLOAD_SESSION_HOURS)
     with transaction.atomic():
+        Xorb.objects.filter(hash__in=listed).update(last_used_at=now)
         for entry, size, first_chunk in checked:
             file_hex = hash_to_hex(entry.file_hash)
-            xet_file, created = XetFile.objects.get_or_create(
+            # Locked, so that the collector (which skips locked files) cannot forget it between
+            # here and the receipt below.
+            xet_file, created = XetFile.objects.select_for_update().get_or_create(
                 file_hash=file_hex, defaults={"sha256": _sha256_hex(entry), "size": size})
             if created:
                 new += 1
@@ -200,7 +214,9 @@ def dedup_shard(chunk_hex: str) -> bytes | None:
             break
     key = secrets.token_bytes(32)
     listed = []
-    for xorb in Xorb.objects.filter(hash__in=wanted[:DEDUP_WINDOW_XORBS]):
+    offered = Xorb.objects.filter(hash__in=wanted[:DEDUP_WINDOW_XORBS])
+    offered.update(last_used_at=timezone.now())  # the asker may name them for a while now
+    for xorb in offered:
         chunks = [(keyed(h, key), unpacked) for h, _, unpacked in _chunk_table(xorb)]
         listed.append(formats.DedupXorb(xorb=hex_to_hash(xorb.hash), chunks=chunks,
                                         on_disk=xorb.size))
@@ -216,29 +232,95 @@ class RebuildError(ValueError):
 
 
 def _file_bytes(xet_file: XetFile) -> Iterator[bytes]:
-    """The file's bytes, chunk by chunk, each chunk re-hashed against the xorb's table."""
-    storage = blobstore.blob_storage()
-    open_xorb, stream, table = None, None, []
-    try:
-        for term in xet_file.terms.select_related("xorb").order_by("position"):
-            if term.xorb_id != open_xorb:
-                if stream is not None:
-                    stream.close()
-                stream = storage.open(xorb_name(term.xorb_id), "rb")
-                table, open_xorb = _chunk_table(term.xorb), term.xorb_id
-            expected = table[term.start:term.end]
-            if len(expected) != term.end - term.start:
-                raise RebuildError(f"xorb {term.xorb_id} has no chunks {term.start}-{term.end}")
-            stream.seek(expected[0][1])
-            for want_hash, offset, unpacked in expected:
-                chunk = formats.read_chunk(stream, offset, term.xorb.size)
-                if chunk.unpacked != unpacked or chunk_hash(chunk.data) != want_hash:
-                    raise RebuildError(f"stored xorb {term.xorb_id} no longer matches its "
-                                       f"chunk hashes (chunk at byte {offset})")
-                yield chunk.data
-    finally:
-        if stream is not None:
-            stream.close()
+    """The file's bytes, chunk by chunk, each chunk re-hashed against its xorb's table: read
+    from the xorb, or, once the collector dropped its bytes, from committed files that hold it."""
+    for term in xet_file.terms.select_related("xorb").order_by("position"):
+        table = _chunk_table(term.xorb)
+        if not 0 <= term.start < term.end <= len(table):
+            raise RebuildError(f"xorb {term.xorb_id} has no chunks {term.start}-{term.end}")
+        if _has_bytes(term.xorb):
+            yield from _chunks_from_xorb(term.xorb, table[term.start:term.end])
+        else:
+            yield from _chunks_from_covers(term.xorb, table, term.start, term.end)
+
+
+def _has_bytes(xorb: Xorb) -> bool:
+    """Whether the xorb's bytes are stored; False when the collector dropped them, even just now."""
+    if xorb.bytes_dropped_at is not None:
+        return False
+    if blobstore.blob_storage().exists(xorb_name(xorb.hash)):
+        return True
+    xorb.refresh_from_db(fields=["bytes_dropped_at"])
+    if xorb.bytes_dropped_at is None:
+        raise RebuildError(f"stored xorb {xorb.hash} is missing from the blob storage; upload "
+                           "the file again")
+    return False
+
+
+def _chunks_from_xorb(xorb: Xorb, expected: list[tuple[bytes, int, int]]) -> Iterator[bytes]:
+    with blobstore.blob_storage().open(xorb_name(xorb.hash), "rb") as stream:
+        stream.seek(expected[0][1])
+        for want_hash, offset, unpacked in expected:
+            chunk = formats.read_chunk(stream, offset, xorb.size)
+            if chunk.unpacked != unpacked or chunk_hash(chunk.data) != want_hash:
+                raise RebuildError(f"stored xorb {xorb.hash} no longer matches its chunk hashes "
+                                   f"(chunk at byte {offset})")
+            yield chunk.data
+
+
+@dataclass(frozen=True)
+class Cover:
+    """Chunks start..end of a xorb, as they sit in a committed blob from byte `offset` on."""
+
+    start: int
+    end: int
+    sha256: str
+    offset: int
+
+
+def covers(xorb: Xorb) -> list[Cover]:
+    """Where a xorb's chunks are in committed files: the terms of files a commit rebuilt (so
+    their sha256 is true) whose blob a checkpoint keeps (so it is never deleted)."""
+    kept = CheckpointFile.objects.values("blob_id")
+    terms = (XetTerm.objects.filter(xorb=xorb, file__rebuilt_at__isnull=False,
+                                    file__sha256__in=kept)
+             .select_related("file").order_by("start", "-end")[:COLLECT_BATCH])
+    found = []
+    for term in terms:
+        before = (XetTerm.objects.filter(file_id=term.file_id, position__lt=term.position)
+                  .aggregate(n=Sum("unpacked"))["n"]) or 0
+        found.append(Cover(term.start, term.end, term.file.sha256, before))
+    return found
+
+
+def _covered(chunk_count: int, found: list[Cover]) -> bool:
+    reach = 0
+    for cover in sorted(found, key=lambda c: c.start):
+        if cover.start > reach:
+            return False
+        reach = max(reach, cover.end)
+    return reach >= chunk_count
+
+
+def _chunks_from_covers(xorb: Xorb, table, start: int, end: int) -> Iterator[bytes]:
+    found = covers(xorb)
+    i = start
+    while i < end:
+        cover = next((c for c in found if c.start <= i < c.end), None)
+        if cover is None:
+            raise RebuildError(f"chunk {i} of xorb {xorb.hash} is in no stored xorb and no "
+                               "committed file; upload the file again")
+        stop = min(end, cover.end)
+        offset = cover.offset + sum(unpacked for _, _, unpacked in table[cover.start:i])
+        with blobstore.open_blob(cover.sha256) as stream:
+            stream.seek(offset)
+            for want_hash, _, unpacked in table[i:stop]:
+                data = stream.read(unpacked)
+                if len(data) != unpacked or chunk_hash(data) != want_hash:
+                    raise RebuildError(f"blob {cover.sha256} no longer holds chunk {i} of xorb "
+                                       f"{xorb.hash}")
+                yield data
+                i += 1
 
 
 def rebuild_file(*, xet_file: XetFile, path: str, sha256: str, size: int) -> StagedFile:
@@ -255,4 +337,56 @@ def rebuild_file(*, xet_file: XetFile, path: str, sha256: str, size: int) -> Sta
         staged.discard()
         raise RebuildError(f"{path}: the uploaded chunks rebuild to sha256 {staged.sha256} "
                            f"({staged.size} bytes), not the {sha256} ({size} bytes) committed")
+    if xet_file.rebuilt_at is None:
+        XetFile.objects.filter(pk=xet_file.pk).update(rebuilt_at=timezone.now())
     return staged
+
+
+# --- collection ---------------------------------------------------------------------------------
+
+def collect(*, now=None) -> dict[str, int]:
+    """Forget what the CAS holds for nobody, on the periodic purge (after expired receipts are
+    gone). Three steps, each safe to run twice and against concurrent uploads:
+
+    - files no receipt names and no checkpoint holds (uploads nobody committed) are forgotten
+      with their terms;
+    - a xorb whose every chunk is in committed files drops its bytes after
+      COVERED_XORB_BYTES_KEPT: it stays known (chunk table, dedup index), so clients still
+      deduplicate against it and rebuilds read its chunks from those files' blobs;
+    - a xorb no file uses and nobody was offered for UNUSED_XORB_KEPT is deleted.
+
+    Returns how many of each it did."""
+    now = now or timezone.now()
+    kept = CheckpointFile.objects.values("blob_id")
+    with transaction.atomic():
+        # Locked and skipped when locked: a shard registering one of them again holds its row.
+        orphans = list(XetFile.objects.select_for_update(skip_locked=True)
+                       .exclude(pk__in=HubUpload.objects.filter(xet_file__isnull=False)
+                                .values("xet_file"))
+                       .exclude(sha256__in=kept, rebuilt_at__isnull=False)
+                       .values_list("pk", flat=True)[:COLLECT_BATCH])
+        _, by_model = XetFile.objects.filter(pk__in=orphans).delete()
+        forgotten_files = by_model.get(XetFile._meta.label, 0)
+    dropped = 0
+    for xorb in Xorb.objects.filter(bytes_dropped_at__isnull=True,
+                                    created_at__lt=now - COVERED_XORB_BYTES_KEPT,
+                                    terms__file__rebuilt_at__isnull=False).distinct()[:COLLECT_BATCH]:
+        if _covered(xorb.chunk_count, covers(xorb)):
+            updated = Xorb.objects.filter(pk=xorb.pk, bytes_dropped_at__isnull=True).update(
+                bytes_dropped_at=now)
+            if updated:
+                blobstore.blob_storage().delete(xorb_name(xorb.hash))
+                dropped += 1
+    deleted = 0
+    for xorb in Xorb.objects.filter(last_used_at__lt=now - UNUSED_XORB_KEPT,
+                                    terms__isnull=True)[:COLLECT_BATCH]:
+        try:
+            with transaction.atomic():
+                gone, _ = Xorb.objects.filter(pk=xorb.pk, terms__isnull=True).delete()
+        except IntegrityError:
+            continue  # a shard used it just now: it stays
+        if gone:
+            if xorb.bytes_dropped_at is None:
+                blobstore.blob_storage().delete(xorb_name(xorb.hash))
+            deleted += 1
+    return {"files": forgotten_files, "xorbs_dropped": dropped, "xorbs_deleted": deleted}

@@ -118,6 +118,47 @@ def test_a_second_upload_with_one_file_changed_sends_only_what_changed(
         == {"model.safetensors"}
 
 
+def test_after_the_cas_collects_a_changed_upload_still_sends_only_what_changed(
+        stagegate_server, alice_token, tmp_path, caplog):
+    """Once the first upload is committed and its receipts expired, the CAS drops its xorbs'
+    bytes (the checkpoint's blobs hold every chunk): storage holds the weights once, and the
+    next upload still deduplicates against them and is rebuilt from those blobs."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from models.blobstore import blob_storage, open_blob
+    from models.hub_services import purge_expired_hub_uploads
+    from models.models import XetTerm, Xorb
+    from models.xet.store import xorb_name
+
+    caplog.set_level(logging.INFO, logger="stagegate")
+    folder = weights_folder(tmp_path / "ckpt")
+    proc, _ = upload(stagegate_server, alice_token, tmp_path / "home1", folder, "lab/gc", xet=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    first_xorbs = list(Xorb.objects.values_list("hash", flat=True))
+    assert first_xorbs
+    purge_expired_hub_uploads(now=timezone.now() + timedelta(days=2))
+    storage = blob_storage()
+    assert not any(storage.exists(xorb_name(h)) for h in first_xorbs), \
+        "every chunk is in a committed blob: no xorb keeps a second copy"
+
+    caplog.clear()
+    change_middle_of(folder / "model.safetensors")
+    proc, second = upload(stagegate_server, alice_token, tmp_path / "home2", folder, "lab/gc",
+                          xet=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    weights = folder / "model.safetensors"
+    assert bytes_received(caplog) < weights.stat().st_size * 0.05
+    new = Checkpoint.objects.get(family__name="gc", manifest_digest__startswith=second["oid"])
+    assert new.status == "ready"
+    rebuilt = new.files.get(path="model.safetensors").blob_id
+    with open_blob(rebuilt) as stream:
+        assert stream.read() == weights.read_bytes()
+    assert XetTerm.objects.filter(file__sha256=rebuilt, xorb__bytes_dropped_at__isnull=False) \
+        .exists(), "the unchanged chunks were read from the first checkpoint's blob"
+
+
 @pytest.mark.parametrize("xet", MODES)
 def test_upload_file_and_deletions_carry_every_other_file_over(
         stagegate_server, alice_token, tmp_path, xet):

@@ -52,8 +52,8 @@ def cas(stagegate_server):
         def post_shard(self, body):
             return requests.post(f"{self.url}/v1/shards", data=body, headers=self.headers)
 
-        def commit(self, path, oid, size):
-            lines = [{"key": "header", "value": {"summary": "v1"}},
+        def commit(self, path, oid, size, summary="v1"):
+            lines = [{"key": "header", "value": {"summary": summary}},
                      {"key": "lfsFile", "value": {"path": path, "algo": "sha256", "oid": oid,
                                                    "size": size}}]
             import json
@@ -193,3 +193,62 @@ def test_mallory_gets_no_write_token(stagegate_server, cas):
     assert refused.status_code == 404 and refused.headers["X-Error-Code"] == "RepoNotFound"
     assert AuditEvent.objects.filter(verb="permission.denied", actor_username="mallory",
                                      data_json__contains="xet.write_token").exists()
+
+
+def test_the_cas_collects_what_nobody_needs_and_rebuilds_from_committed_files(cas):
+    """What an uncommitted upload left is forgotten; a committed file's xorb keeps no second
+    copy of its bytes, yet stays known: a later file made of its chunks is rebuilt from the
+    committed blob, chunk hashes checked."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from models.blobstore import blob_storage, open_blob
+    from models.hub_services import purge_expired_hub_uploads
+    from models.xet.store import xorb_name
+
+    storage = blob_storage()
+    kept = xetcraft.split(os.urandom(100_000))
+    kept_hex, kept_body = xetcraft.xorb(kept, compress=True)
+    assert cas.post_xorb(kept_hex, kept_body).status_code == 200
+    assert cas.post_shard(xetcraft.shard(kept_hex, kept, [(0, len(kept))])).status_code == 200
+    whole = b"".join(kept)
+    done = cas.commit("a.bin", hashlib.sha256(whole).hexdigest(), len(whole))
+    assert done.status_code == 200, done.text
+
+    abandoned = xetcraft.split(os.urandom(30_000))
+    abandoned_hex, abandoned_body = xetcraft.xorb(abandoned)
+    assert cas.post_xorb(abandoned_hex, abandoned_body).status_code == 200
+    assert cas.post_shard(xetcraft.shard(abandoned_hex, abandoned,
+                                         [(0, len(abandoned))])).status_code == 200
+    abandoned_file = XetFile.objects.get(sha256=hashlib.sha256(b"".join(abandoned)).hexdigest())
+
+    purge_expired_hub_uploads()  # now: every receipt is live, nothing is collected
+    assert storage.exists(xorb_name(kept_hex)) and storage.exists(xorb_name(abandoned_hex))
+
+    later = timezone.now() + timedelta(days=2)  # past every receipt's expiry
+    purge_expired_hub_uploads(now=later)
+    xorb = Xorb.objects.get(hash=kept_hex)
+    assert xorb.bytes_dropped_at is not None and not storage.exists(xorb_name(kept_hex)), \
+        "every chunk is in a.bin's blob: the xorb's own copy is dropped"
+    assert not XetFile.objects.filter(pk=abandoned_file.pk).exists()
+    assert storage.exists(xorb_name(abandoned_hex)), "kept while a client may still name it"
+    answer = requests.get(f"{cas.url}/v1/chunks/default/{hash_to_hex(chunk_hash(kept[0]))}",
+                          headers=cas.headers)
+    assert answer.status_code == 200 and hex_to_hash(kept_hex) in answer.content, \
+        "the dropped xorb is still offered for deduplication"
+
+    purge_expired_hub_uploads(now=timezone.now() + timedelta(days=10))
+    assert not Xorb.objects.filter(hash=abandoned_hex).exists()
+    assert not storage.exists(xorb_name(abandoned_hex))
+    assert Xorb.objects.filter(hash=kept_hex).exists()
+
+    # A new file made of chunks 2..5 of the dropped xorb: registered and rebuilt from a.bin.
+    part = b"".join(kept[2:5])
+    assert cas.post_shard(xetcraft.shard(kept_hex, kept, [(2, 5)])).status_code == 200
+    again = cas.commit("part.bin", hashlib.sha256(part).hexdigest(), len(part), summary="v2")
+    assert again.status_code == 200, again.text
+    checkpoint = Checkpoint.objects.get(family__name="cas", label="v2")
+    with open_blob(checkpoint.files.get(path="part.bin").blob_id) as stream:
+        assert stream.read() == part
+    assert checkpoint.files.get(path="a.bin").blob_id == hashlib.sha256(whole).hexdigest()

@@ -21,7 +21,7 @@ every download is a `weights.downloaded` event and that `manage.py verify_audit`
 The whole run stops at --max-seconds of load, finished or not (then it says so).
 
 Usage: .venv/bin/python benchmarks/load.py [--users 50] [--seconds 120] [--big-mb 2048]
-       [--web-workers N] [--releases 500] [--max-seconds 900] [--keep]
+       [--web-workers N] [--releases 500] [--max-seconds 900] [--nginx] [--stand-ins-nice N] [--keep]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from benchmarks._common import (  # noqa: E402
 )
 from benchmarks._load_users import SEED, USER_CLASSES, WAITING, share  # noqa: E402
 from benchmarks.ingest import make_safetensors  # noqa: E402
-from tests.webservers import Gunicorn, ServerProcess  # noqa: E402
+from tests.webservers import Gunicorn, Nginx, ServerProcess, render_server_block  # noqa: E402
 
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 SMALL_WRITES = ("POST approve", "POST comment")
@@ -78,7 +78,17 @@ class MotoServer(ServerProcess):
     name = "moto"
 
     def command(self) -> list[str]:
-        return [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        return stand_in([PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)])
+
+
+STAND_INS_NICE = 0  # --stand-ins-nice
+
+
+def stand_in(command: list[str]) -> list[str]:
+    """A process that in a deployment runs on another machine (the S3 service, the client that
+    uploads the big file), at --stand-ins-nice here: on one shared machine it then takes the
+    CPU the server does not use, as it would take none of the server's over a network."""
+    return ["nice", "-n", str(STAND_INS_NICE), *command] if STAND_INS_NICE else command
 
 
 class DeployedGunicorn(Gunicorn):
@@ -137,9 +147,10 @@ def big_submission(url: str, token: str, path: Path, deadline: float, log: Path)
                             json={"family": "bench/big", "label": "v1"}, timeout=60)
     session.raise_for_status()
     sid = session.json()["id"]
-    curl = subprocess.Popen(["curl", "-sS", "-o", str(log), "-w", "%{http_code}", "-H", "Expect:",
-                             "-H", f"Authorization: Bearer {token}", "-T", str(path),
-                             f"{url}/api/v1/uploads/{sid}/files/model.safetensors"],
+    curl = subprocess.Popen(stand_in(["curl", "-sS", "-o", str(log), "-w", "%{http_code}",
+                                      "-H", "Expect:", "-H", f"Authorization: Bearer {token}",
+                                      "-T", str(path),
+                                      f"{url}/api/v1/uploads/{sid}/files/model.safetensors"]),
                             stdout=subprocess.PIPE, text=True)
     while curl.poll() is None:
         if time.monotonic() > deadline:
@@ -216,8 +227,15 @@ def main() -> None:
                         help="gunicorn workers (0: deploy/gunicorn.conf.py's 2 x CPUs + 1)")
     parser.add_argument("--releases", type=int, default=500, help="releases waiting for review")
     parser.add_argument("--max-seconds", type=float, default=900, help="cap on the load phases")
+    parser.add_argument("--stand-ins-nice", type=int, default=0, help="run moto (the S3 "
+                        "service) and the big upload's curl (its client) at this niceness: in a "
+                        "deployment both are on other machines (0: as the server)")
+    parser.add_argument("--nginx", action="store_true", help="put nginx with the deployment's "
+                        "server block (docs/nginx-stagegate.conf) in front of gunicorn")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
+    global STAND_INS_NICE
+    STAND_INS_NICE = args.stand_ins_nice
 
     work = Path(tempfile.mkdtemp(prefix="stagegate-bench-load-"))
     database = choose_database(work)
@@ -262,9 +280,21 @@ def main() -> None:
         processes.append(web)
         web.start(env=env)
         web_workers = len(web.worker_pids())
+        front = web
+        if args.nginx:
+            # The deployment's server block (docs/nginx-stagegate.conf) in front: nginx takes
+            # the request bodies in full before gunicorn reads them (proxy_request_buffering).
+            def server_block(port: int) -> str:
+                return render_server_block(listen=f"127.0.0.1:{port}",
+                                           gunicorn=f"127.0.0.1:{web.port}",
+                                           x_accel_prefix="/_blobstore",
+                                           blob_root=work / "instance" / "blobs")
+            front = Nginx(work / "nginx", server_block)
+            processes.append(front)
+            front.start()
 
         share(args.users)
-        environment = Environment(user_classes=USER_CLASSES, host=web.url, stop_timeout=30)
+        environment = Environment(user_classes=USER_CLASSES, host=front.url, stop_timeout=30)
         environment.events.request.add_listener(on_request)
         runner = environment.create_local_runner()
         load_started = time.monotonic()
@@ -278,7 +308,7 @@ def main() -> None:
             PHASE["name"] = name
             begin = time.monotonic()
             if seconds is None:
-                submission = big_submission(web.url, SEED["tokens"]["alice"], big,
+                submission = big_submission(front.url, SEED["tokens"]["alice"], big,
                                             deadline - args.seconds / 2, work / "put.json")
             else:
                 gevent.sleep(max(0.0, min(seconds, deadline - time.monotonic())))
@@ -331,7 +361,10 @@ def main() -> None:
     print(f"Stagegate load test, {time.strftime('%Y-%m-%d %H:%M')}: {os.cpu_count()} CPUs, "
           f"{args.users} users, gunicorn {web_workers} sync workers (deploy/gunicorn.conf.py), "
           f"2 Celery workers, PostgreSQL, Redis, S3 (moto), {args.releases} releases waiting "
-          f"(seeded in {seed_seconds:.0f} s)")
+          f"(seeded in {seed_seconds:.0f} s)"
+          + ("; nginx in front (docs/nginx-stagegate.conf)" if args.nginx else "")
+          + (f"; moto and the big upload's curl at nice {STAND_INS_NICE}" if STAND_INS_NICE
+             else ""))
     rates = {name: sum(1 for s in measured if s[0] == name) / seconds
              for name, seconds in phases.items()}
     print(f"phases: before {phases['before']:.0f} s ({rates['before']:.1f} req/s), during the "

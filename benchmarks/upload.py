@@ -10,7 +10,8 @@ For one safetensors file of --size-gb, medians of --runs (Xet: one run, see belo
   - LFS: the batch call, then `curl -T` to the signed URL, then the ndjson commit
   - Xet: the stock client's upload_folder (chunking, dedup queries, xorbs, shard, commit with the
     rebuild); one run only, since a second one would be deduplicated to nothing
-Each prints seconds and the ratio to the floor (target <= 1.3 for each) and to nginx.
+Each prints seconds and the ratio to the floor (target <= 1.3 for each) and to nginx. Every
+measurement starts after os.sync(), so that none pays for the previous one's dirty pages.
 
 The server is `gunicorn config.wsgi` (1 sync worker) on a fresh instance. Needs /usr/sbin/nginx
 (scripts/nginx.sh) and curl.
@@ -54,12 +55,14 @@ def sink_block(port: int) -> str:
 
 
 def curl(*args: str) -> float:
+    os.sync()  # start clean: no measurement pays for the previous one's dirty pages
     start = time.perf_counter()
     subprocess.run(["curl", "-s", "-o", "/dev/null", "-H", "Expect:", *args], check=True)
     return time.perf_counter() - start
 
 
 def timed(fn) -> float:
+    os.sync()
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -97,6 +100,7 @@ def main() -> None:
             times["xet"] = [client(server, token, work / "home-xet", folder, "bench/xet",
                                    xet=True)["wall"]]
             for run in range(args.runs):
+                os.sync()
                 times.setdefault("floor", []).append(python_floor(src, work / "floor.bin"))
                 times.setdefault("nginx", []).append(curl("-T", str(src), f"{sink.url}/sink"))
 

@@ -162,6 +162,25 @@ def at_bulk_priority() -> None:
         pass  # a sandbox that forbids it: the bytes are still written, at normal priority
 
 
+def run_at_bulk_priority(work: Callable[[], None]) -> None:
+    """Run `work` in a thread of its own at bulk priority, and wait for it (threads it starts,
+    such as an S3 upload's, inherit the priority). Its exception is raised here."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        at_bulk_priority()
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="bulk-store")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
 class BulkWriter:
     """The one streaming writer of every upload path: hashes (sha256) and writes chunks to a
     file in its own thread, at bulk priority, a few chunks behind the thread that puts them (a
@@ -338,11 +357,25 @@ def store(staged: StagedFile) -> bool:
     try:
         if storage.exists(name):
             return False
-        with open(staged.local_path, "rb") as fh:
-            storage.save(name, _NamedTempFile(fh, name=str(staged.local_path)))
+        save_local_file(name, staged.local_path)
         return True
     finally:
         staged.discard()
+
+
+def save_local_file(name: str, local: Path) -> None:
+    """Store a local temporary file under `name` in the blob storage: a rename on the
+    filesystem store, an upload (at bulk priority: its threads and TLS yield the CPU) on S3."""
+    storage = blob_storage()
+
+    def save() -> None:
+        with open(local, "rb") as fh:
+            storage.save(name, _NamedTempFile(fh, name=str(local)))
+
+    if isinstance(storage, FileSystemStorage):
+        save()
+    else:
+        run_at_bulk_priority(save)
 
 
 def open_blob(sha256: str) -> BinaryIO:

@@ -77,8 +77,7 @@ def store_xorb(*, actor, xorb_hex: str, local: Path) -> bool:
         storage = blobstore.blob_storage()
         name = xorb_name(xorb_hex)
         if not storage.exists(name):
-            with open(local, "rb") as fh:
-                storage.save(name, blobstore._NamedTempFile(fh, name=str(local)))
+            blobstore.save_local_file(name, local)
         try:
             with transaction.atomic():
                 xorb = Xorb.objects.create(

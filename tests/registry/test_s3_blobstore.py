@@ -208,3 +208,35 @@ def test_redirect_downloads_send_granted_users_to_a_presigned_url(bucket, stageg
                            token=erin, cache_dir=tmp_path / "e")
     with open(path, "rb") as fh:
         assert hashlib.sha256(fh.read()).hexdigest() == file.blob_id
+
+
+def test_an_upload_to_the_bucket_runs_at_bulk_priority(bucket):
+    """Storing a blob on S3 is the one slow step of a submission after its bytes arrived: it
+    runs in threads at STAGEGATE_BULK_NICE (seen in the kernel while it runs), the caller's
+    thread keeps its priority, and the bucket holds exactly the bytes."""
+    import os
+    import threading
+
+    from tests.registry.test_uploads_live import _threads_at_bulk_priority
+
+    data = os.urandom(24 * 1024 * 1024)  # above boto3's multipart threshold: several threads
+    staged = blobstore.stage_chunks("model.safetensors", [data])
+    seen: set[int] = set()
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.update(_threads_at_bulk_priority())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert blobstore.store(staged) is True
+    finally:
+        done.set()
+        watcher.join()
+    assert seen, "no thread ran at bulk priority during the upload"
+    assert threading.get_native_id() not in seen
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0
+    assert not _threads_at_bulk_priority(), "the upload's threads are gone"
+    assert bucket.read(blobstore.blob_name(staged.sha256)) == data

@@ -246,7 +246,8 @@ STAGEGATE_MAX_FILES = env_int("STAGEGATE_MAX_FILES", 10_000)
 DATA_UPLOAD_MAX_NUMBER_FILES = STAGEGATE_MAX_FILES
 STAGEGATE_UPLOAD_SESSION_HOURS = env_int("STAGEGATE_UPLOAD_SESSION_HOURS", 24)
 # The niceness (0-19) of the thread that hashes and writes an upload's bytes: on a busy server
-# a large upload yields the CPU (and, with it, disk priority) to small requests. 0: no change.
+# a large upload yields the CPU (and, where the I/O scheduler follows niceness, the disk) to
+# small requests. 0: no change.
 STAGEGATE_BULK_NICE = min(19, max(0, env_int("STAGEGATE_BULK_NICE", 10)))
 # Hub client uploads: LFS objects above this size go up in parts of this size (multipart);
 # below it, in one streaming PUT (one pass: no reassembly).

@@ -150,8 +150,8 @@ def stage_chunks(path: str, chunks: Iterable[bytes], *, max_size: int | None = N
 
 
 def at_bulk_priority() -> None:
-    """Lower the calling thread's CPU priority (and so, by default, its I/O priority) to
-    STAGEGATE_BULK_NICE. Only this thread: the rest of the process, and threads created before,
+    """Lower the calling thread's CPU priority (and its disk priority, under I/O schedulers
+    that derive it from the niceness) to STAGEGATE_BULK_NICE. Only this thread: the rest of the process, and threads created before,
     keep theirs. Where threads have no priority of their own (not Linux), it does nothing."""
     nice = settings.STAGEGATE_BULK_NICE
     if nice <= 0 or not sys.platform.startswith("linux"):
@@ -189,9 +189,14 @@ class BulkWriter:
 
     DEPTH = 8
     IDLE_SECONDS = 600  # a writer nobody finished or aborted (a parse that died) ends itself
+    # Small chunks (a Xet rebuild yields 64 KB ones) are handed over in batches of at least
+    # this much: one hand-over per chunk would spend the time passing the GIL back and forth.
+    BATCH = 1024 * 1024
 
     def __init__(self, handle: BinaryIO):
         self._handle = handle
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self._queue: queue.Queue = queue.Queue(maxsize=self.DEPTH)
         self._digest = hashlib.sha256()
         self._error: BaseException | None = None
@@ -228,9 +233,22 @@ class BulkWriter:
     def put(self, chunk: bytes) -> None:
         if self._error is not None:
             raise self._error
-        self._send(chunk)
+        if len(chunk) >= self.BATCH and not self._pending:
+            self._send(chunk)
+            return
+        self._pending.append(chunk)
+        self._pending_size += len(chunk)
+        if self._pending_size >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            batch = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            self._pending, self._pending_size = [], 0
+            self._send(batch)
 
     def finish(self) -> str:
+        self._flush()
         self._send(None)
         self._thread.join()
         if self._error is not None:

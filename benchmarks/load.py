@@ -21,7 +21,8 @@ every download is a `weights.downloaded` event and that `manage.py verify_audit`
 The whole run stops at --max-seconds of load, finished or not (then it says so).
 
 Usage: .venv/bin/python benchmarks/load.py [--users 50] [--seconds 120] [--big-mb 2048]
-       [--web-workers N] [--releases 500] [--max-seconds 900] [--nginx] [--stand-ins-nice N] [--keep]
+       [--web-workers N] [--releases 500] [--max-seconds 900] [--warmup 20] [--nginx] [--stand-ins-nice N]
+       [--keep]
 """
 
 from __future__ import annotations
@@ -230,6 +231,8 @@ def main() -> None:
     parser.add_argument("--stand-ins-nice", type=int, default=0, help="run moto (the S3 "
                         "service) and the big upload's curl (its client) at this niceness: in a "
                         "deployment both are on other machines (0: as the server)")
+    parser.add_argument("--warmup", type=float, default=20, help="seconds of load before the "
+                        "measured phases (the first requests of each worker are slow)")
     parser.add_argument("--nginx", action="store_true", help="put nginx with the deployment's "
                         "server block (docs/nginx-stagegate.conf) in front of gunicorn")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -301,7 +304,7 @@ def main() -> None:
         load_average = [os.getloadavg()[0]]
         deadline = load_started + args.max_seconds
         runner.start(args.users, spawn_rate=args.users)
-        gevent.sleep(5)
+        gevent.sleep(args.warmup)  # not measured: first requests fill caches and connections
         phases: dict[str, float] = {}
         for name, seconds in (("before", args.seconds), ("during", None),
                               ("after", args.seconds / 2)):

@@ -367,9 +367,13 @@ def collect(*, now=None) -> dict[str, int]:
         _, by_model = XetFile.objects.filter(pk__in=orphans).delete()
         forgotten_files = by_model.get(XetFile._meta.label, 0)
     dropped = 0
-    for xorb in Xorb.objects.filter(bytes_dropped_at__isnull=True,
-                                    created_at__lt=now - COVERED_XORB_BYTES_KEPT,
-                                    terms__file__rebuilt_at__isnull=False).distinct()[:COLLECT_BATCH]:
+    # Every candidate, not the first COLLECT_BATCH: a xorb only partly in committed files stays
+    # a candidate, and a slice would look at the same ones on every pass.
+    candidates = (Xorb.objects.filter(bytes_dropped_at__isnull=True,
+                                      created_at__lt=now - COVERED_XORB_BYTES_KEPT,
+                                      terms__file__rebuilt_at__isnull=False)
+                  .distinct().order_by("hash").defer("chunk_table"))
+    for xorb in candidates.iterator(chunk_size=COLLECT_BATCH):
         if _covered(xorb.chunk_count, covers(xorb)):
             updated = Xorb.objects.filter(pk=xorb.pk, bytes_dropped_at__isnull=True).update(
                 bytes_dropped_at=now)

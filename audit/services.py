@@ -43,7 +43,10 @@ def record_event(*, actor, verb: str, obj: Any = None, data: dict | None = None)
         data_json=data_json,
     )
     event.save()
-    transaction.on_commit(sealing.seal_after_commit, robust=True)
+    # One sealing pass per transaction, however many events it writes.
+    connection = transaction.get_connection()
+    if not any(hook is sealing.seal_after_commit for _, hook, _ in connection.run_on_commit):
+        transaction.on_commit(sealing.seal_after_commit, robust=True)
     return event
 
 

@@ -252,3 +252,41 @@ def test_the_cas_collects_what_nobody_needs_and_rebuilds_from_committed_files(ca
     with open_blob(checkpoint.files.get(path="part.bin").blob_id) as stream:
         assert stream.read() == part
     assert checkpoint.files.get(path="a.bin").blob_id == hashlib.sha256(whole).hexdigest()
+
+
+def test_a_shard_that_claims_a_committed_sha256_cannot_get_its_xorb_dropped(cas):
+    """The attack on collection: a submitter registers a file over her own xorb's chunks but
+    claims the sha256 of a committed blob, hoping the CAS believes the chunks are in that blob
+    and drops the xorb. Only a file a commit rebuilt counts, so the xorb keeps its bytes, and a
+    later upload that uses its chunks still commits the right bytes."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from models.blobstore import blob_storage, open_blob
+    from models.hub_services import purge_expired_hub_uploads
+    from models.xet.store import xorb_name
+
+    honest = xetcraft.split(os.urandom(50_000))
+    honest_hex, honest_body = xetcraft.xorb(honest)
+    assert cas.post_xorb(honest_hex, honest_body).status_code == 200
+    assert cas.post_shard(xetcraft.shard(honest_hex, honest, [(0, len(honest))])).status_code == 200
+    committed = hashlib.sha256(b"".join(honest)).hexdigest()
+    assert cas.commit("a.bin", committed, 50_000).status_code == 200
+
+    bait = xetcraft.split(os.urandom(50_000))
+    bait_hex, bait_body = xetcraft.xorb(bait)
+    assert cas.post_xorb(bait_hex, bait_body).status_code == 200
+    assert cas.post_shard(xetcraft.shard(bait_hex, bait, [(0, len(bait))],
+                                         sha256_of=lambda _: committed)).status_code == 200
+    purge_expired_hub_uploads(now=timezone.now() + timedelta(hours=2))  # receipts still live
+    assert Xorb.objects.get(hash=bait_hex).bytes_dropped_at is None
+    assert blob_storage().exists(xorb_name(bait_hex))
+
+    part = b"".join(bait[1:3])
+    assert cas.post_shard(xetcraft.shard(bait_hex, bait, [(1, 3)])).status_code == 200
+    done = cas.commit("b.bin", hashlib.sha256(part).hexdigest(), len(part), summary="v2")
+    assert done.status_code == 200, done.text
+    checkpoint = Checkpoint.objects.get(family__name="cas", label="v2")
+    with open_blob(checkpoint.files.get(path="b.bin").blob_id) as stream:
+        assert stream.read() == part

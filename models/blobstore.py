@@ -121,16 +121,18 @@ def new_temp_file() -> tuple[BinaryIO, Path]:
 
 
 def stage_chunks(path: str, chunks: Iterable[bytes], *, max_size: int | None = None,
-                 progress: Progress | None = None) -> StagedFile:
+                 progress: Progress | None = None, sha256: bool = True) -> StagedFile:
     """Write `chunks` to a temporary file while hashing them: one pass, constant memory.
 
     The caller's thread pulls the chunks (a request body off its socket) while a writer thread
     at bulk priority hashes and writes the ones before: the two overlap, and on a busy machine
-    the bulk work yields the CPU to small requests (STAGEGATE_BULK_NICE)."""
+    the bulk work yields the CPU to small requests (STAGEGATE_BULK_NICE). With sha256=False the
+    bytes are not hashed (a xorb, checked against its own chunk hashes after) and the staged
+    file's sha256 is empty."""
     limit = settings.STAGEGATE_MAX_FILE_SIZE if max_size is None else max_size
     size = 0
     handle, local = new_temp_file()
-    writer = BulkWriter(handle)
+    writer = BulkWriter(handle, sha256=sha256)
     try:
         with handle:
             for chunk in chunks:
@@ -185,7 +187,8 @@ class BulkWriter:
     """The one streaming writer of every upload path: hashes (sha256) and writes chunks to a
     file in its own thread, at bulk priority, a few chunks behind the thread that puts them (a
     bounded queue, so memory stays a few chunks). The caller owns the file: open before,
-    closed after. `finish` returns the hex digest; `abort` stops it (after a failure)."""
+    closed after. `finish` returns the hex digest ("" with sha256=False); `abort` stops it
+    (after a failure)."""
 
     DEPTH = 8
     IDLE_SECONDS = 600  # a writer nobody finished or aborted (a parse that died) ends itself
@@ -193,12 +196,12 @@ class BulkWriter:
     # this much: one hand-over per chunk would spend the time passing the GIL back and forth.
     BATCH = 1024 * 1024
 
-    def __init__(self, handle: BinaryIO):
+    def __init__(self, handle: BinaryIO, *, sha256: bool = True):
         self._handle = handle
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._queue: queue.Queue = queue.Queue(maxsize=self.DEPTH)
-        self._digest = hashlib.sha256()
+        self._digest = hashlib.sha256() if sha256 else None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="stage-write", daemon=True)
         self._thread.start()
@@ -208,7 +211,8 @@ class BulkWriter:
         try:
             while (chunk := self._queue.get(timeout=self.IDLE_SECONDS)) is not None:
                 if self._error is None:
-                    self._digest.update(chunk)
+                    if self._digest is not None:
+                        self._digest.update(chunk)
                     self._handle.write(chunk)
         except queue.Empty:
             self._error = self._error or OSError("staging stopped: no bytes came for "
@@ -253,7 +257,7 @@ class BulkWriter:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._digest.hexdigest()
+        return self._digest.hexdigest() if self._digest is not None else ""
 
     def abort(self) -> None:
         if self._thread.is_alive():
@@ -281,7 +285,7 @@ def stage_local_file(path: str, source: Path, *, progress: Progress | None = Non
                            f"{format_size(limit)} limit (STAGEGATE_MAX_FILE_SIZE)")
     first_hash = None
     if size and _kept_blob_exists(size=size):
-        first_hash = _hash_local(source, progress)
+        first_hash, _ = hash_file(source, progress)
         if _kept_blob_exists(size=size, sha256=first_hash):
             return StagedFile(path=path, sha256=first_hash, size=size)
         progress = None  # the bytes were counted once already
@@ -303,14 +307,16 @@ def _kept_blob_exists(*, size: int, sha256: str | None = None) -> bool:
     return kept.filter(blob_id=sha256).exists() and blob_storage().exists(blob_name(sha256))
 
 
-def _hash_local(source: Path, progress: Progress | None) -> str:
-    digest = hashlib.sha256()
+def hash_file(source: Path, progress: Progress | None = None) -> tuple[str, int]:
+    """(sha256 hex, bytes read) of a local file, read once."""
+    digest, hashed = hashlib.sha256(), 0
     with open(source, "rb") as src:
         while chunk := src.read(CHUNK_SIZE):
             digest.update(chunk)
+            hashed += len(chunk)
             if progress:
                 progress(len(chunk))
-    return digest.hexdigest()
+    return digest.hexdigest(), hashed
 
 
 def _copy_and_hash(path: str, source: Path, size: int, progress: Progress | None) -> StagedFile:
@@ -326,15 +332,8 @@ def _copy_and_hash(path: str, source: Path, size: int, progress: Progress | None
 
     copier = threading.Thread(target=copy, name="stage-copy")
     copier.start()
-    digest = hashlib.sha256()
-    hashed = 0
     try:
-        with open(source, "rb") as src:
-            while chunk := src.read(CHUNK_SIZE):
-                digest.update(chunk)
-                hashed += len(chunk)
-                if progress:
-                    progress(len(chunk))
+        sha256, hashed = hash_file(source, progress)
     finally:
         copier.join()
     if errors or hashed != size or local.stat().st_size != size:
@@ -342,7 +341,7 @@ def _copy_and_hash(path: str, source: Path, size: int, progress: Progress | None
         if errors:
             raise errors[0]
         raise OSError(f"{path}: the file changed size while it was read; try again")
-    return StagedFile(path=path, sha256=digest.hexdigest(), size=size, local_path=local)
+    return StagedFile(path=path, sha256=sha256, size=size, local_path=local)
 
 
 def _kernel_copy(src_fd: int, dst_fd: int, size: int) -> None:
@@ -397,21 +396,31 @@ def save_local_file(name: str, local: Path) -> None:
 
 
 def open_blob(sha256: str) -> BinaryIO:
-    """A blob's bytes, to read (and seek). On S3 they stream from where the reader is: reading a
-    safetensors header costs a few kilobytes, not the whole object (django-storages' S3File
-    would download all of it first)."""
+    """A blob's bytes, to read (and seek)."""
+    return open_stored(blob_name(sha256))
+
+
+def open_stored(name: str) -> BinaryIO:
+    """What the blob storage holds under `name` (a blob, a xorb), to read and seek;
+    FileNotFoundError when it holds nothing there. On S3 the bytes stream from where the reader
+    is: reading a safetensors header, or a few chunks of a xorb, costs a few kilobytes, not the
+    whole object (django-storages' S3File would download all of it first)."""
     storage = blob_storage()
-    name = blob_name(sha256)
     if hasattr(storage, "bucket"):
         obj = storage.bucket.Object(storage._normalize_name(name))
         try:
             size = obj.content_length
         except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
+            if s3_missing(exc):
                 raise FileNotFoundError(name) from exc
             raise
         return io.BufferedReader(S3Reader(obj, size), buffer_size=256 * 1024)
     return storage.open(name, "rb")
+
+
+def s3_missing(exc: Exception) -> bool:
+    """Whether a boto3 error says the object is not there."""
+    return getattr(exc, "response", {}).get("Error", {}).get("Code") in {"404", "NoSuchKey"}
 
 
 class S3Reader(io.RawIOBase):
@@ -445,7 +454,12 @@ class S3Reader(io.RawIOBase):
         if self._pos >= self._size:
             return 0
         if self._body is None:
-            self._body = self._obj.get(Range=f"bytes={self._pos}-")["Body"]
+            try:
+                self._body = self._obj.get(Range=f"bytes={self._pos}-")["Body"]
+            except Exception as exc:
+                if s3_missing(exc):
+                    raise FileNotFoundError(self.name) from exc  # deleted since it was opened
+                raise
         data = self._body.read(len(buffer))
         buffer[:len(data)] = data
         self._pos += len(data)

@@ -65,7 +65,7 @@ def copy_blob(sha256: str, target: Path, on_bytes: Callable[[int], None]) -> tup
         try:
             storage.bucket.download_file(storage._normalize_name(name), str(target))
         except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
+            if blobstore.s3_missing(exc):
                 raise FileNotFoundError(name) from exc
             raise
         source = open(target, "rb")

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import BigIntegerField, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from models import blobstore
@@ -231,40 +232,95 @@ class RebuildError(ValueError):
 
 
 def _file_bytes(xet_file: XetFile) -> Iterator[bytes]:
-    """The file's bytes, chunk by chunk, each chunk re-hashed against its xorb's table: read
-    from the xorb, or, once the collector dropped its bytes, from committed files that hold it."""
-    for term in xet_file.terms.select_related("xorb").order_by("position"):
-        table = _chunk_table(term.xorb)
-        if not 0 <= term.start < term.end <= len(table):
-            raise RebuildError(f"xorb {term.xorb_id} has no chunks {term.start}-{term.end}")
-        if _has_bytes(term.xorb):
-            yield from _chunks_from_xorb(term.xorb, table[term.start:term.end])
+    """The file's bytes, chunk by chunk, each chunk re-hashed against its xorb's table."""
+    reader = None
+    try:
+        for term in xet_file.terms.select_related("xorb").order_by("position"):
+            if reader is None or reader.xorb.hash != term.xorb_id:
+                if reader is not None:
+                    reader.close()
+                reader = _XorbReader(term.xorb)  # consecutive terms mostly share a xorb
+            yield from reader.chunks(term.start, term.end)
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+class _XorbReader:
+    """One xorb's chunks: read from its stored bytes, or, once the collector dropped them (even
+    while this reads), from the committed files that hold them."""
+
+    def __init__(self, xorb: Xorb):
+        self.xorb = xorb
+        self.table = _chunk_table(xorb)
+        self.stream = None
+        self.found: list[Cover] | None = None
+        if xorb.bytes_dropped_at is None:
+            try:
+                self.stream = blobstore.open_stored(xorb_name(xorb.hash))
+            except FileNotFoundError:
+                self._bytes_gone()
         else:
-            yield from _chunks_from_covers(term.xorb, table, term.start, term.end)
+            self.found = covers(xorb)
 
+    def _bytes_gone(self) -> None:
+        self.close()
+        self.xorb.refresh_from_db(fields=["bytes_dropped_at"])
+        if self.xorb.bytes_dropped_at is None:
+            raise RebuildError(f"stored xorb {self.xorb.hash} is missing from the blob storage; "
+                               "upload the file again")
+        self.found = covers(self.xorb)
 
-def _has_bytes(xorb: Xorb) -> bool:
-    """Whether the xorb's bytes are stored; False when the collector dropped them, even just now."""
-    if xorb.bytes_dropped_at is not None:
-        return False
-    if blobstore.blob_storage().exists(xorb_name(xorb.hash)):
-        return True
-    xorb.refresh_from_db(fields=["bytes_dropped_at"])
-    if xorb.bytes_dropped_at is None:
-        raise RebuildError(f"stored xorb {xorb.hash} is missing from the blob storage; upload "
-                           "the file again")
-    return False
+    def chunks(self, start: int, end: int) -> Iterator[bytes]:
+        if not 0 <= start < end <= len(self.table):
+            raise RebuildError(f"xorb {self.xorb.hash} has no chunks {start}-{end}")
+        i = start
+        if self.stream is not None:
+            try:
+                for data in self._from_xorb(start, end):
+                    yield data
+                    i += 1
+                return
+            except FileNotFoundError:
+                self._bytes_gone()  # collected after it was opened: the rest from the covers
+        yield from self._from_covers(i, end)
 
-
-def _chunks_from_xorb(xorb: Xorb, expected: list[tuple[bytes, int, int]]) -> Iterator[bytes]:
-    with blobstore.blob_storage().open(xorb_name(xorb.hash), "rb") as stream:
-        stream.seek(expected[0][1])
-        for want_hash, offset, unpacked in expected:
-            chunk = formats.read_chunk(stream, offset, xorb.size)
+    def _from_xorb(self, start: int, end: int) -> Iterator[bytes]:
+        self.stream.seek(self.table[start][1])
+        for want_hash, offset, unpacked in self.table[start:end]:
+            chunk = formats.read_chunk(self.stream, offset, self.xorb.size)
             if chunk.unpacked != unpacked or chunk_hash(chunk.data) != want_hash:
-                raise RebuildError(f"stored xorb {xorb.hash} no longer matches its chunk hashes "
-                                   f"(chunk at byte {offset})")
+                raise RebuildError(f"stored xorb {self.xorb.hash} no longer matches its chunk "
+                                   f"hashes (chunk at byte {offset})")
             yield chunk.data
+
+    def _from_covers(self, start: int, end: int) -> Iterator[bytes]:
+        i = start
+        while i < end:
+            cover = next((c for c in self.found if c.start <= i < c.end), None)
+            if cover is None:
+                raise RebuildError(f"chunk {i} of xorb {self.xorb.hash} is in no stored xorb "
+                                   "and no committed file; upload the file again")
+            stop = min(end, cover.end)
+            offset = cover.offset + sum(unpacked for _, _, unpacked in self.table[cover.start:i])
+            try:
+                with blobstore.open_blob(cover.sha256) as stream:
+                    stream.seek(offset)
+                    for want_hash, _, unpacked in self.table[i:stop]:
+                        data = stream.read(unpacked)
+                        if len(data) != unpacked or chunk_hash(data) != want_hash:
+                            raise RebuildError(f"blob {cover.sha256} no longer holds chunk {i} "
+                                               f"of xorb {self.xorb.hash}")
+                        yield data
+                        i += 1
+            except FileNotFoundError:
+                raise RebuildError(f"blob {cover.sha256}, which holds chunk {i} of xorb "
+                                   f"{self.xorb.hash}, is missing; upload the file again") from None
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
 
 
 @dataclass(frozen=True)
@@ -279,17 +335,17 @@ class Cover:
 
 def covers(xorb: Xorb) -> list[Cover]:
     """Where a xorb's chunks are in committed files: the terms of files a commit rebuilt (so
-    their sha256 is true) whose blob a checkpoint keeps (so it is never deleted)."""
+    their sha256 is true) whose blob a checkpoint keeps (so it is never deleted). One query:
+    each term's offset in its file is the sum of the terms before it."""
     kept = CheckpointFile.objects.values("blob_id")
-    terms = (XetTerm.objects.filter(xorb=xorb, file__rebuilt_at__isnull=False,
-                                    file__sha256__in=kept)
-             .select_related("file").order_by("start", "-end")[:COLLECT_BATCH])
-    found = []
-    for term in terms:
-        before = (XetTerm.objects.filter(file_id=term.file_id, position__lt=term.position)
-                  .aggregate(n=Sum("unpacked"))["n"]) or 0
-        found.append(Cover(term.start, term.end, term.file.sha256, before))
-    return found
+    before = (XetTerm.objects.filter(file_id=OuterRef("file_id"), position__lt=OuterRef("position"))
+              .order_by().values("file_id").annotate(n=Sum("unpacked")).values("n"))
+    rows = (XetTerm.objects.filter(xorb=xorb, file__rebuilt_at__isnull=False,
+                                   file__sha256__in=kept)
+            .annotate(offset=Coalesce(Subquery(before, output_field=BigIntegerField()), 0))
+            .order_by("start", "-end").values_list("start", "end", "file__sha256", "offset")
+            [:COLLECT_BATCH])
+    return [Cover(start, end, sha256, offset) for start, end, sha256, offset in rows]
 
 
 def _covered(chunk_count: int, found: list[Cover]) -> bool:
@@ -299,27 +355,6 @@ def _covered(chunk_count: int, found: list[Cover]) -> bool:
             return False
         reach = max(reach, cover.end)
     return reach >= chunk_count
-
-
-def _chunks_from_covers(xorb: Xorb, table, start: int, end: int) -> Iterator[bytes]:
-    found = covers(xorb)
-    i = start
-    while i < end:
-        cover = next((c for c in found if c.start <= i < c.end), None)
-        if cover is None:
-            raise RebuildError(f"chunk {i} of xorb {xorb.hash} is in no stored xorb and no "
-                               "committed file; upload the file again")
-        stop = min(end, cover.end)
-        offset = cover.offset + sum(unpacked for _, _, unpacked in table[cover.start:i])
-        with blobstore.open_blob(cover.sha256) as stream:
-            stream.seek(offset)
-            for want_hash, _, unpacked in table[i:stop]:
-                data = stream.read(unpacked)
-                if len(data) != unpacked or chunk_hash(data) != want_hash:
-                    raise RebuildError(f"blob {cover.sha256} no longer holds chunk {i} of xorb "
-                                       f"{xorb.hash}")
-                yield data
-                i += 1
 
 
 def rebuild_file(*, xet_file: XetFile, path: str, sha256: str, size: int) -> StagedFile:

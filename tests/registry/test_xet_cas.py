@@ -17,6 +17,7 @@ from models.xet import formats
 from models.xet.hashing import chunk_hash, file_hash, hash_to_hex, hex_to_hash, keyed
 from tests.conftest import StateSnapshot, make_persona, token_for
 from tests.registry import xetcraft
+from tests.registry.test_s3_blobstore import bucket, s3_endpoint  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -290,3 +291,100 @@ def test_a_shard_that_claims_a_committed_sha256_cannot_get_its_xorb_dropped(cas)
     checkpoint = Checkpoint.objects.get(family__name="cas", label="v2")
     with open_blob(checkpoint.files.get(path="b.bin").blob_id) as stream:
         assert stream.read() == part
+
+
+def _commit_whole(cas, path, terms, xorbs, summary="v1"):
+    """Register one file of `terms` ((xorb hash, chunks, start, end) each) and commit it."""
+    data = b"".join(c for _, chunks, start, end in terms for c in chunks[start:end])
+    assert cas.post_shard(xetcraft.shard_of([terms], xorbs)).status_code == 200
+    done = cas.commit(path, hashlib.sha256(data).hexdigest(), len(data), summary=summary)
+    assert done.status_code == 200, done.text
+    return data
+
+
+def test_chunks_of_a_dropped_xorb_are_read_from_the_middle_of_the_committed_file(cas):
+    """a.bin is two xorbs' chunks, one after the other; once both xorbs dropped their bytes, a
+    file made of the end of the first and the start of the second reads each from where it
+    sits in a.bin's blob (the second from an offset the first's size puts there)."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from models.blobstore import open_blob
+    from models.hub_services import purge_expired_hub_uploads
+    from models.xet.store import covers
+
+    head = xetcraft.split(os.urandom(50_000))
+    tail = xetcraft.split(os.urandom(100_000))
+    (head_hex, head_body), (tail_hex, tail_body) = xetcraft.xorb(head), xetcraft.xorb(tail)
+    for xorb_hex, body in ((head_hex, head_body), (tail_hex, tail_body)):
+        assert cas.post_xorb(xorb_hex, body).status_code == 200
+    _commit_whole(cas, "a.bin", [(head_hex, head, 0, len(head)), (tail_hex, tail, 0, len(tail))],
+                  [(head_hex, head), (tail_hex, tail)])
+    purge_expired_hub_uploads(now=timezone.now() + timedelta(days=2))
+    assert Xorb.objects.filter(bytes_dropped_at__isnull=True).count() == 0
+
+    tail_xorb = Xorb.objects.get(hash=tail_hex)
+    with CaptureQueriesContext(connection) as queries:
+        found = covers(tail_xorb)
+    assert len(queries) == 1, "one query, whatever the number of covering terms"
+    assert [(c.start, c.end, c.offset) for c in found] == [(0, len(tail), 50_000)]
+
+    part = _commit_whole(cas, "part.bin", [(head_hex, head, 2, len(head)), (tail_hex, tail, 0, 3)],
+                         [], summary="v2")
+    checkpoint = Checkpoint.objects.get(family__name="cas", label="v2")
+    with open_blob(checkpoint.files.get(path="part.bin").blob_id) as stream:
+        assert stream.read() == part == b"".join(head[2:]) + b"".join(tail[:3])
+
+
+def test_a_xorb_missing_from_storage_but_never_dropped_refuses_the_commit(cas):
+    from models.blobstore import blob_storage
+    from models.xet.store import xorb_name
+
+    chunks = xetcraft.split(os.urandom(40_000))
+    xorb_hex, body = xetcraft.xorb(chunks)
+    assert cas.post_xorb(xorb_hex, body).status_code == 200
+    assert cas.post_shard(xetcraft.shard(xorb_hex, chunks, [(0, len(chunks))])).status_code == 200
+    blob_storage().delete(xorb_name(xorb_hex))  # an operator's mistake, or a broken bucket
+    snapshot = StateSnapshot()
+    refused = cas.commit("a.bin", hashlib.sha256(b"".join(chunks)).hexdigest(), 40_000)
+    assert refused.status_code == 400
+    assert "missing from the blob storage; upload the file again" in \
+        refused.headers["X-Error-Message"]
+    snapshot.assert_unchanged()
+
+
+def test_on_s3_a_xorb_collected_while_a_rebuild_reads_it_is_read_from_the_committed_file(
+        bucket, cas):
+    """The collector may drop a xorb's bytes after a rebuild opened it (it deletes the object
+    once every chunk is in a committed file). On S3 the next GET then finds nothing, and the
+    rebuild carries on from the committed blob, every chunk hash checked."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from models.blobstore import blob_name
+    from models.hub_services import purge_expired_hub_uploads
+    from models.xet.store import _XorbReader, xorb_name
+
+    chunks = xetcraft.split(os.urandom(120_000))
+    xorb_hex, body = xetcraft.xorb(chunks, compress=True)
+    assert cas.post_xorb(xorb_hex, body).status_code == 200
+    assert xorb_name(xorb_hex) in bucket.keys()
+    whole = _commit_whole(cas, "a.bin", [(xorb_hex, chunks, 0, len(chunks))],
+                          [(xorb_hex, chunks)])
+    assert bucket.read(blob_name(hashlib.sha256(whole).hexdigest())) == whole
+
+    reader = _XorbReader(Xorb.objects.get(hash=xorb_hex))  # opened: the object is there
+    purge_expired_hub_uploads(now=timezone.now() + timedelta(days=2))
+    assert xorb_name(xorb_hex) not in bucket.keys()
+    try:
+        assert b"".join(reader.chunks(3, 6)) == b"".join(chunks[3:6])
+    finally:
+        reader.close()
+
+    part = _commit_whole(cas, "part.bin", [(xorb_hex, chunks, 1, 4)], [], summary="v2")
+    checkpoint = Checkpoint.objects.get(family__name="cas", label="v2")
+    assert bucket.read(blob_name(checkpoint.files.get(path="part.bin").blob_id)) == part

@@ -39,28 +39,41 @@ def shard(xorb_hex: str, chunks: list[bytes], files: list[tuple[int, int]], *,
           sha256_of=None, bad_verification: bool = False, file_hash_of=None) -> bytes:
     """An upload shard (no footer) registering one file per (start, end) chunk range of the
     xorb, and listing the xorb itself."""
+    return shard_of([[(xorb_hex, chunks, start, end)] for start, end in files],
+                    [(xorb_hex, chunks)], sha256_of=sha256_of,
+                    bad_verification=bad_verification, file_hash_of=file_hash_of)
+
+
+def shard_of(files, xorbs, *, sha256_of=None, bad_verification: bool = False,
+             file_hash_of=None) -> bytes:
+    """An upload shard (no footer) registering files of any number of terms, each term a
+    (xorb hash, that xorb's chunks, start, end), and listing `xorbs` ((hash, chunks) each)."""
     from models.xet.hashing import hex_to_hash
 
-    xorb_raw = hex_to_hash(xorb_hex)
-    hashes = [chunk_hash(c) for c in chunks]
     out = bytearray(formats.SHARD_HEADER_TAG + struct.pack("<QQ", 2, 0))
-    for start, end in files:
-        data = b"".join(chunks[start:end])
-        fh = file_hash([(h, len(c)) for h, c in zip(hashes[start:end], chunks[start:end])])
+    for terms in files:
+        parts = [(hex_to_hash(x), chunks[start:end], start, end) for x, chunks, start, end in terms]
+        pieces = [c for _, used, _, _ in parts for c in used]
+        data = b"".join(pieces)
+        fh = file_hash([(chunk_hash(c), len(c)) for c in pieces])
         if file_hash_of:
-            fh = file_hash_of(start, end, fh)
+            fh = file_hash_of(terms[0][2], terms[-1][3], fh)
         flags = formats.FLAG_VERIFICATION | formats.FLAG_METADATA_EXT
-        out += fh + struct.pack("<II", flags, 1) + bytes(8)
-        out += xorb_raw + struct.pack("<IIII", 0, len(data), start, end)
-        proof = verification_hash(hashes[start:end])
-        out += (bytes(32) if bad_verification else proof) + bytes(16)
+        out += fh + struct.pack("<II", flags, len(parts)) + bytes(8)
+        for xorb_raw, used, start, end in parts:
+            out += xorb_raw + struct.pack("<IIII", 0, sum(map(len, used)), start, end)
+        for _, used, _, _ in parts:
+            proof = verification_hash([chunk_hash(c) for c in used])
+            out += (bytes(32) if bad_verification else proof) + bytes(16)
         sha = sha256_of(data) if sha256_of else hashlib.sha256(data).hexdigest()
         out += _xet_hash_of_hex(sha) + bytes(16)
     out += formats.BOOKEND
-    out += xorb_raw + struct.pack("<IIII", 0, len(chunks), sum(map(len, chunks)), 0)
-    position = 0
-    for h, c in zip(hashes, chunks):
-        out += h + struct.pack("<IIII", position, len(c), 0, 0)
-        position += len(c)
+    for xorb_hex, chunks in xorbs:
+        out += hex_to_hash(xorb_hex) + struct.pack("<IIII", 0, len(chunks),
+                                                   sum(map(len, chunks)), 0)
+        position = 0
+        for c in chunks:
+            out += chunk_hash(c) + struct.pack("<IIII", position, len(c), 0, 0)
+            position += len(c)
     out += formats.BOOKEND
     return bytes(out)

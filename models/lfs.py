@@ -175,24 +175,23 @@ def receive_part(*, signed: str, number: int, stream, length: int) -> str:
     expected = min(part_size, size - (number - 1) * part_size)
     if length != expected:
         raise SubmissionError(f"part {number} must be {expected} bytes, the body has {length}")
-    path = _part_file(signed)
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    # Opened without truncating: other parts, from other requests, fill the rest of the file.
+    handle = os.fdopen(os.open(_part_file(signed), os.O_WRONLY | os.O_CREAT, 0o600), "wb")
+    writer = blobstore.BulkWriter(handle)
     try:
-        offset = (number - 1) * part_size
-        for chunk in _body_chunks(stream, length):
-            digest.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                written = os.pwrite(fd, view, offset)
-                offset += written
-                view = view[written:]
-    except OSError as exc:
-        raise IncompleteUpload(f"part {number} was interrupted ({exc}); upload it again") from None
-    finally:
-        os.close(fd)
+        with handle:
+            handle.seek((number - 1) * part_size)
+            for chunk in _body_chunks(stream, length):
+                writer.put(chunk)
+            etag = writer.finish()
+    except BaseException as exc:
+        writer.abort()
+        if isinstance(exc, OSError):
+            raise IncompleteUpload(f"part {number} was interrupted ({exc}); upload it again") \
+                from None
+        raise
     log.info("lfs part %d of %s received: %d bytes", number, _oid, length)
-    return digest.hexdigest()
+    return etag
 
 
 def complete_multipart(*, signed: str, body: dict) -> None:
@@ -206,11 +205,8 @@ def complete_multipart(*, signed: str, body: dict) -> None:
             raise SubmissionError(f"the completion must name oid {oid} and its {parts} parts")
         if not path.exists() or path.stat().st_size != size:
             raise IncompleteUpload("not every part arrived; upload the missing parts again")
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while chunk := fh.read(blobstore.CHUNK_SIZE):
-                digest.update(chunk)
-        staged = StagedFile(path=oid, sha256=digest.hexdigest(), size=size, local_path=path)
+        sha256, _ = blobstore.hash_file(path)
+        staged = StagedFile(path=oid, sha256=sha256, size=size, local_path=path)
         _keep(user, family, staged, oid, size)
     finally:
         path.unlink(missing_ok=True)

@@ -164,17 +164,40 @@ def _until(condition, what: str, seconds: float = 20):
     raise AssertionError(f"{what} within {seconds} s")
 
 
+def _lfs_upload_href(server, token: str, payload: bytes, *, part: bool) -> str:
+    """The signed URL the LFS batch API gives for `payload` in alice's repo lab/nice: the whole
+    object's, or (part) that of its first part."""
+    created = requests.post(f"{server.url}/api/repos/create", headers=auth(token),
+                            json={"name": "nice", "organization": "lab", "type": "model"})
+    assert created.status_code == 200, created.text
+    batch = requests.post(f"{server.url}/lab/nice.git/info/lfs/objects/batch", headers=auth(token),
+                          json={"operation": "upload",
+                                "transfers": ["multipart", "basic"] if part else ["basic"],
+                                "objects": [{"oid": hashlib.sha256(payload).hexdigest(),
+                                             "size": len(payload)}]})
+    upload = batch.json()["objects"][0]["actions"]["upload"]
+    return upload["header"]["1"] if part else upload["href"]
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
-@pytest.mark.parametrize("route", ["put", "multipart"])
+@pytest.mark.parametrize("route", ["put", "multipart", "lfs", "lfs-part"])
 def test_an_uploads_bytes_are_hashed_and_written_at_bulk_priority(stagegate_server, alice_token,
-                                                                   route):
+                                                                   route, settings):
     """While a big body arrives, one thread of the server hashes and writes it at
     STAGEGATE_BULK_NICE; the server's other threads keep their priority, and the bytes stored
-    are the bytes sent."""
+    are the bytes sent (for an LFS part, the ETag is their sha256)."""
     import os
 
     payload = save(tensors(seed=7, scale=4096))  # 8 MB: half is several reads
-    if route == "put":
+    expected_status = b"HTTP/1.1 201"
+    if route in ("lfs", "lfs-part"):
+        settings.STAGEGATE_LFS_PART_SIZE = len(payload) - 1000 if route == "lfs-part" \
+            else len(payload)
+        href = _lfs_upload_href(stagegate_server, alice_token, payload, part=route == "lfs-part")
+        target, headers, tail = f"PUT {href.split(stagegate_server.url, 1)[1]}", {}, b""
+        body = payload[:len(payload) - 1000] if route == "lfs-part" else payload
+        expected_status = b"HTTP/1.1 200"
+    elif route == "put":
         session_id = requests.post(stagegate_server.url + "/api/v1/uploads/",
                                    json={"family": "lab/nice", "label": "v1"},
                                    headers=auth(alice_token)).json()["id"]
@@ -204,8 +227,13 @@ def test_an_uploads_bytes_are_hashed_and_written_at_bulk_priority(stagegate_serv
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
-    assert answer.startswith(b"HTTP/1.1 201"), answer[:400]
+    assert answer.startswith(expected_status), answer[:400]
     _until(lambda: not _threads_at_bulk_priority(), "the writer thread gone after the upload")
+    if route == "lfs-part":
+        etag = next(line.split(b":", 1)[1].strip() for line in answer.split(b"\r\n")
+                    if line.lower().startswith(b"etag:"))
+        assert etag.strip(b'"').decode() == hashlib.sha256(body).hexdigest()
+        return
     sha = hashlib.sha256(payload).hexdigest()
     assert Blob.objects.filter(sha256=sha, size=len(payload)).exists()
     from models.blobstore import open_blob

@@ -99,8 +99,26 @@ def upload_shard(request, user, family):
 def dedup_query(request, user, family, chunk_hash):
     shard = store.dedup_shard(chunk_hash)
     if shard is None:
-        return _refuse(404, "chunk not tracked by global deduplication")
+        return _expected_404("chunk not tracked by global deduplication")
     return HttpResponse(shard, content_type="application/octet-stream")
+
+
+@csrf_exempt
+def not_offered(request, **kwargs):
+    """What newer clients ask first and Stagegate does not offer: xorb upload grants (a URL to
+    send the xorb to directly) and version 2 of the shard upload. The protocol's answer is 404,
+    on which the client uses POST /v1/xorbs and /v1/shards."""
+    log.debug("not offered: %s %s; the client falls back to /v1", request.method, request.path)
+    return _expected_404("not offered here: upload xorbs with POST /v1/xorbs/default/{hash} and "
+                         "shards with POST /v1/shards")
+
+
+def _expected_404(message: str) -> HttpResponse:
+    """A 404 that is part of the protocol (a dedup miss, a probe for what is not offered), which
+    every upload gets many of: not logged as a missing page."""
+    response = _refuse(404, message)
+    response._has_been_logged = True  # Django's own flag, which its request logging honours
+    return response
 
 
 @csrf_exempt
@@ -120,4 +138,6 @@ def cas_urls():
         re_path(rf"^xet/v1/chunks/(?:default-merkledb|default)/{h.format('chunk_hash')}$", dedup_query,
                 name="xet-dedup"),
         re_path(r"^xet/v1/telemetry$", telemetry, name="xet-telemetry"),
+        re_path(r"^xet/v1/xorb-(?:grants|commits)/", not_offered, name="xet-grants"),
+        re_path(r"^xet/v2/shards$", not_offered, name="xet-shards-v2"),
     ]

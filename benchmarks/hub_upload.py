@@ -7,6 +7,8 @@ Prints, for the same folder (a safetensors file of --size-gb and a config.json):
     from the client's start to its commit answer, and the ratio to the baseline (target <= 2)
   - the peak RSS of the gunicorn workers during each upload (target < 300 MB)
   - what a second Xet upload of the folder with one tensor changed sent (dedup)
+  - for each upload, the CPU seconds of the client process and of the server's workers (all
+    threads): on a machine of few cores, whose work the wall time mostly is
 
 The server is `gunicorn config.wsgi` (2 sync workers) on a fresh instance (SQLite, filesystem
 blob store); each client runs in its own process with a fresh cache.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -55,13 +58,31 @@ def client(server: Gunicorn, token: str, home: Path, folder: Path, repo: str, *,
                 "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     if not xet:
         env["HF_HUB_DISABLE_XET"] = "1"
+    server_cpu = cpu_seconds(server.worker_pids())
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([PYTHON, "-c", UPLOAD, str(folder), repo], env=env,
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"upload to {repo} failed:\n{proc.stderr[-3000:]}")
-    return {"wall": wall, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"wall": wall,
+            # CPU seconds (user + system, every thread) of the client process and of the
+            # server's workers during the upload: whose work the wall time is.
+            "client_cpu": (after.ru_utime + after.ru_stime) - (children.ru_utime
+                                                                + children.ru_stime),
+            "server_cpu": cpu_seconds(server.worker_pids()) - server_cpu,
+            **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes used so far, all their threads counted."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def researcher(env: dict, username: str) -> str:
@@ -128,16 +149,18 @@ def main() -> None:
 
         print(f"folder: {human(size)} (model.safetensors + config.json), measured "
               f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs")
-        print(f"{'':<44}{'seconds':>9}{'/ submit':>10}{'server peak RSS':>17}")
+        print(f"{'':<44}{'seconds':>9}{'/ submit':>10}{'server peak RSS':>17}"
+              f"{'client CPU s':>14}{'server CPU s':>14}")
         print(f"{'submit_checkpoint (baseline)':<44}{baseline:>9.2f}{1:>10.2f}"
               f"{human(baseline_rss):>17}")
         for name, label in (("xet", "upload_folder over Xet (default client)"),
                             ("lfs", "upload_folder over LFS (HF_HUB_DISABLE_XET=1)")):
             result, rss = results[name]
             print(f"{label:<44}{result['wall']:>9.2f}{result['wall'] / baseline:>10.2f}"
-                  f"{human(rss):>17}")
+                  f"{human(rss):>17}{result['client_cpu']:>14.2f}{result['server_cpu']:>14.2f}")
         print(f"{'second Xet upload, 4 KB of one tensor changed':<44}{again['wall']:>9.2f}"
-              f"{again['wall'] / baseline:>10.2f}   sent {human(sent_again)} of xorbs")
+              f"{again['wall'] / baseline:>10.2f}{'':>17}{again['client_cpu']:>14.2f}"
+              f"{again['server_cpu']:>14.2f}   sent {human(sent_again)} of xorbs")
         print()
         print("targets: upload / submit_checkpoint <= 2, server peak RSS < 300 MB")
     finally:

@@ -11,7 +11,9 @@ For one safetensors file of --size-gb, medians of --runs (Xet: one run, see belo
   - Xet: the stock client's upload_folder (chunking, dedup queries, xorbs, shard, commit with the
     rebuild); one run only, since a second one would be deduplicated to nothing
 Each prints seconds and the ratio to the floor (target <= 1.3 for each) and to nginx. Every
-measurement starts after os.sync(), so that none pays for the previous one's dirty pages.
+measurement starts after os.sync(), so that none pays for the previous one's dirty pages, and
+each run takes the measurements in another order (rotated by one), so that none always follows
+the same one.
 
 The server is `gunicorn config.wsgi` (1 sync worker) on a fresh instance. Needs /usr/sbin/nginx
 (scripts/nginx.sh) and curl.
@@ -100,11 +102,9 @@ def main() -> None:
             times["xet"] = [client(server, token, work / "home-xet", folder, "bench/xet",
                                    xet=True)["wall"]]
             for run in range(args.runs):
-                os.sync()
-                times.setdefault("floor", []).append(python_floor(src, work / "floor.bin"))
-                times.setdefault("nginx", []).append(curl("-T", str(src), f"{sink.url}/sink"))
+                lfs_token = researcher(env, f"lfs{run}")  # bytes it has not uploaded yet
 
-                def put():
+                def put(run=run):
                     session = requests.post(f"{server.url}/api/v1/uploads/", headers=auth,
                                             json={"family": "bench/put", "label": f"r{run}"})
                     sid = session.json()["id"]
@@ -113,14 +113,13 @@ def main() -> None:
                     done = requests.post(f"{server.url}/api/v1/uploads/{sid}/commit/",
                                          headers=auth)
                     assert done.status_code == 201, done.text
-                times.setdefault("put", []).append(timed(put))
-                times.setdefault("multipart", []).append(curl(
-                    "-H", f"Authorization: Bearer {token}", "-F", "family=bench/multipart",
-                    "-F", f"label=r{run}", "-F", f"path:model.safetensors=@{src}",
-                    f"{server.url}/api/v1/checkpoints/"))
-                lfs_token = researcher(env, f"lfs{run}")  # bytes it has not uploaded yet
 
-                def lfs():
+                def multipart(run=run) -> float:
+                    return curl("-H", f"Authorization: Bearer {token}", "-F", "family=bench/multipart",
+                         "-F", f"label=r{run}", "-F", f"path:model.safetensors=@{src}",
+                         f"{server.url}/api/v1/checkpoints/")
+
+                def lfs(run=run, lfs_token=lfs_token):
                     headers = {"Authorization": f"Bearer {lfs_token}"}
                     repo = f"lfs{run}/model"
                     requests.post(f"{server.url}/api/repos/create", headers=headers,
@@ -139,7 +138,17 @@ def main() -> None:
                     done = requests.post(f"{server.url}/api/models/{repo}/commit/main",
                                          headers=headers, data=body)
                     assert done.status_code == 200, done.text
-                times.setdefault("lfs", []).append(timed(lfs))
+
+                steps = [("floor", lambda: python_floor(src, work / "floor.bin")),
+                         ("nginx", lambda: curl("-T", str(src), f"{sink.url}/sink")),
+                         ("put", lambda: timed(put)), ("multipart", multipart),
+                         ("lfs", lambda: timed(lfs))]  # each returns its seconds
+                # Each run starts one step later: what a step costs depends on what ran before
+                # it (on a VM, writing into memory another step just freed is cheaper than into
+                # fresh memory), so no path always gets the same neighbour.
+                shift = run % len(steps)
+                for key, step in steps[shift:] + steps[:shift]:
+                    times.setdefault(key, []).append(step())
         floor = statistics.median(times["floor"])
         nginx = statistics.median(times["nginx"])
         print(f"file: {human(size)} safetensors, measured {time.strftime('%Y-%m-%d')}, "

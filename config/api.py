@@ -60,7 +60,9 @@ class StrictFormParser(FormParser):
 class StrictJSONParser(JSONParser):
     """JSON request bodies through the one validation layer (config/untrusted.py): at most
     STAGEGATE_MAX_JSON_BODY bytes (checked against Content-Length before a byte is read),
-    nesting at most STAGEGATE_MAX_JSON_DEPTH levels, no NUL or control characters, no NaN."""
+    nesting at most STAGEGATE_MAX_JSON_DEPTH levels, no NUL or control characters, no NaN, and
+    an object at the top (every JSON body of this API is one), so that no view meets a bare
+    `true` or list where it reads fields."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.STAGEGATE_MAX_JSON_BODY
@@ -73,6 +75,10 @@ class StrictJSONParser(JSONParser):
         if not raw:
             return {}
         try:
-            return untrusted.loads(raw, what="the JSON body", max_bytes=limit)
+            data = untrusted.loads(raw, what="the JSON body", max_bytes=limit)
         except untrusted.UntrustedInput as exc:
             raise exceptions.ParseError(exc.message) from None
+        if not isinstance(data, dict):
+            raise exceptions.ParseError(f"the JSON body must be an object ({{\"field\": ...}}), "
+                                        f"not {type(data).__name__}")
+        return data

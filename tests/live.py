@@ -21,6 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class _QuietHandler(WSGIRequestHandler):
+    # The handler writes a response in several small sends. On a kept-alive connection (the Hub
+    # client's, schemathesis's) Nagle's algorithm then holds the last one until the client's
+    # delayed ACK, 40 ms later, on every request; gunicorn sets TCP_NODELAY too.
+    disable_nagle_algorithm = True
+
     def log_message(self, format, *args):
         pass
 

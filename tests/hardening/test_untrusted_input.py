@@ -90,6 +90,26 @@ def test_a_hostile_json_body_is_a_400_that_names_the_problem(people, stagegate_s
     assert problem in response.json()["detail"]
 
 
+@pytest.mark.parametrize("body", ["true", "[]", '["licence_version", "accept"]', '"x"', "1",
+                                  "null"])
+@pytest.mark.parametrize("route", ["access-requests", "releases", "comment"])
+def test_a_json_body_that_is_not_an_object_is_a_400_everywhere(hub_world, stagegate_server, body,
+                                                                 route):
+    """Every JSON body of the REST API is an object: a bare `true` or list is refused by the
+    parser, before a view reads fields from it (it was a 500 on access requests)."""
+    _, releases, tokens = hub_world
+    path = {"access-requests": f"/api/v1/releases/{releases['gated'].pk}/access-requests/",
+            "releases": "/api/v1/releases/",
+            "comment": f"/api/v1/releases/{releases['open'].pk}/comment/"}[route]
+    snapshot = StateSnapshot()
+    response = requests.post(stagegate_server.url + path, data=body,
+                             headers={**bearer(tokens["dave"]),
+                                      "Content-Type": "application/json"})
+    assert response.status_code == 400, response.text[:300]
+    assert "the JSON body must be an object" in response.json()["detail"]
+    snapshot.assert_unchanged()
+
+
 def test_a_json_body_over_the_limit_is_refused_before_it_is_read(people, stagegate_server):
     _, tokens = people
     body = json.dumps({"checkpoint": 1, "assessment": {"intended_use": "x" * 2_000_000}})

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import PYTHON, ROOT, fresh_instance_env, human, run_with_rusage  # noqa: E402
 from benchmarks.ingest import make_safetensors  # noqa: E402
-from tests.webservers import Gunicorn, memory, reset_peak_rss  # noqa: E402
+from tests.webservers import Gunicorn, cpu_seconds, memory, reset_peak_rss  # noqa: E402
 
 UPLOAD = """
 import json, sys, time
@@ -75,14 +75,6 @@ def client(server: Gunicorn, token: str, home: Path, folder: Path, repo: str, *,
             "server_cpu": cpu_seconds(server.worker_pids()) - server_cpu,
             **json.loads(proc.stdout.strip().splitlines()[-1])}
 
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds the processes used so far, all their threads counted."""
-    ticks = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def researcher(env: dict, username: str) -> str:

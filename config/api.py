@@ -79,6 +79,8 @@ class StrictJSONParser(JSONParser):
         except untrusted.UntrustedInput as exc:
             raise exceptions.ParseError(exc.message) from None
         if not isinstance(data, dict):
+            kind = {bool: "a boolean", list: "an array", str: "a string", int: "a number",
+                    float: "a number", type(None): "null"}[type(data)]
             raise exceptions.ParseError(f"the JSON body must be an object ({{\"field\": ...}}), "
-                                        f"not {type(data).__name__}")
+                                        f"not {kind}")
         return data

@@ -367,10 +367,13 @@ def _kernel_copy(src_fd: int, dst_fd: int, size: int) -> None:
 def store(staged: StagedFile) -> bool:
     """Make the staged bytes a blob. Returns True when this call created the blob, False when
     identical bytes were already stored (deduplication); the temporary file is gone either way."""
-    storage = blob_storage()
-    name = blob_name(staged.sha256)
     if staged.local_path is None:
         return False
+    if not staged.sha256:  # staged with sha256=False (a xorb): it has no content address
+        staged.discard()
+        raise ValueError(f"{staged.path}: staged without a sha256, it cannot become a blob")
+    storage = blob_storage()
+    name = blob_name(staged.sha256)
     try:
         if storage.exists(name):
             return False

@@ -121,13 +121,26 @@ class Gunicorn(ServerProcess):
             if not entry.name.isdigit():
                 continue
             try:
-                # The command name is in parentheses and may hold spaces: split after it.
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                fields = stat_fields(entry / "stat")
             except (OSError, IndexError):
                 continue
             if int(fields[1]) == self.process.pid:
                 pids.append(int(entry.name))
         return sorted(pids)
+
+
+def stat_fields(path: Path) -> list[str]:
+    """The fields of a /proc/<pid>/stat (or task stat) file after the command name, which is in
+    parentheses and may hold spaces: [0] is the state, [1] the parent pid, [11] and [12] the
+    user and system CPU ticks, [16] the niceness."""
+    return path.read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes used so far, all their threads counted."""
+    ticks = sum(int(f[11]) + int(f[12]) for f in (stat_fields(Path(f"/proc/{pid}/stat"))
+                                                  for pid in pids))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def memory(pid: int) -> dict[str, int]:

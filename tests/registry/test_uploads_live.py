@@ -15,6 +15,7 @@ from safetensors.torch import save
 from models.models import Blob, Checkpoint, UploadSession
 from tests.checkpoints import tensors, write_model_folder
 from tests.conftest import StateSnapshot, make_persona, token_for
+from tests.webservers import stat_fields
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -147,7 +148,7 @@ def _threads_at_bulk_priority() -> set[int]:
     found = set()
     for task in Path("/proc/self/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(task / "stat")
         except OSError:
             continue  # the thread ended while we looked
         if int(fields[16]) == settings.STAGEGATE_BULK_NICE:
@@ -239,3 +240,17 @@ def test_an_uploads_bytes_are_hashed_and_written_at_bulk_priority(stagegate_serv
     from models.blobstore import open_blob
     with open_blob(sha) as stored:
         assert stored.read() == payload
+
+
+def test_bytes_staged_without_a_sha256_cannot_become_a_blob(transactional_db):
+    """A xorb is staged unhashed (its chunk hashes are what is checked): such a file has no
+    content address, so storing it as a blob is refused and its temporary file removed."""
+    from models import blobstore
+
+    staged = blobstore.stage_chunks("xorb", iter([b"x" * 1000]), sha256=False)
+    local = staged.local_path
+    assert staged.sha256 == "" and local.exists()
+    with pytest.raises(ValueError, match="cannot become a blob"):
+        blobstore.store(staged)
+    assert not local.exists()
+    assert not Blob.objects.exists()

@@ -36,11 +36,22 @@ def page(browser):
 
 
 def log_in(page, server, username: str, password: str) -> None:
+    # A navigation still in flight from the previous page (after clear_cookies, it comes back
+    # redirected to the login page with a fresh CSRF cookie) could replace the cookie this form
+    # was rendered with; the blank page cancels it before the login page is asked for.
+    page.goto("about:blank")
     page.goto(server.url + "/login/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/login/" not in url)
+    click_through(page, "button[type=submit]")
+    assert "/login/" not in page.url, f"{username} could not sign in: still on {page.url}"
+
+
+def click_through(page, selector: str) -> None:
+    """Click what submits a form or follows a link, and return once the page it leads to has
+    loaded: reading (or clearing cookies) before then races the navigation."""
+    with page.expect_navigation():
+        page.click(selector)
 
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent

@@ -30,7 +30,7 @@ from models.models import Checkpoint
 from releases import workflow
 from releases.models import Release
 from releases.policies_service import load_policy_version
-from tests.browser import log_in
+from tests.browser import click_through, log_in
 from tests.conftest import StateSnapshot, make_persona
 from tests.eval_runs.conftest import submit_folder
 from tests.registry.test_tasks import wait_for
@@ -167,8 +167,7 @@ def review(w, server, reviewer: str, release: Release, comment: str) -> None:
     assert page.url.endswith("/reviews/")  # a reviewer lands on their queue
     page.click(f"#review-queue a[href='/releases/{release.pk}/']")
     page.fill("#review-comment", comment)
-    page.click("#approve")
-    page.wait_for_load_state()
+    click_through(page, "#approve")
     page.context.clear_cookies()
 
 
@@ -182,7 +181,7 @@ def test_journey_2_bob_and_carol_approve_and_dave_publishes(stagegate_server,
     log_in(page, stagegate_server, "bob", "bob-pw")
     assert page.url.endswith("/reviews/")
     w.check("2-queue")
-    page.click(f"#review-queue a[href='/releases/{release.pk}/']")
+    click_through(page, f"#review-queue a[href='/releases/{release.pk}/']")
     for section in ("#gates", "#census", "#evidence-table", "#assessment", "#diff", "#timeline"):
         assert page.locator(section).is_visible(), section
     row = page.locator("#evidence-table tr[data-eval='heldout_lm']")
@@ -216,7 +215,7 @@ def test_journey_2_bob_and_carol_approve_and_dave_publishes(stagegate_server,
         page.wait_for_url(f"**/releases/{release.pk}/")
         assert Release.objects.get(pk=release.pk).current_stage == stage
         if stage == "partners":
-            page.click("#next-stage")
+            click_through(page, "#next-stage")
             wait_for(lambda: Release.objects.get(pk=release.pk).status == "in_review", timeout=120)
             page.context.clear_cookies()
             review(w, stagegate_server, "bob", release, "gated: same bytes, same numbers")
@@ -243,30 +242,29 @@ def test_journey_3_erin_downloads_and_mallory_sees_nothing(stagegate_server,
     log_in(page, stagegate_server, "erin", "erin-pw")
     assert page.url.endswith("/models/")
     page.fill("input[name=q]", f"journey-gated-{viewport}")
-    page.click("form.search button")
+    click_through(page, "form.search button")
     w.check("3-catalogue")
-    page.click(f"a[href='/models/{repo}/']")
+    click_through(page, f"a[href='/models/{repo}/']")
     page.fill("#field-affiliation", "University of Example")
     page.fill("#field-intended_use", "Interpretability of small models")
     assert page.locator("#access-form input[type=checkbox]").count() == 1
     page.check("#accept-licence")
     w.check("3-model-page")
-    page.click("#request-access")
+    click_through(page, "#request-access")
     assert "Request sent" in page.locator(".messages").inner_text()
     page.context.clear_cookies()
 
     log_in(page, stagegate_server, "dave", "dave-pw")
     page.goto(url + "/access/")
-    page.check(f"#bulk-form input[name=request]")
-    page.click("#bulk-form button[value=approve]")
-    page.wait_for_load_state()
+    page.check("#bulk-form input[name=request]")
+    click_through(page, "#bulk-form button[value=approve]")
     page.context.clear_cookies()
 
     log_in(page, stagegate_server, "erin", "erin-pw")
     page.goto(f"{url}/models/{repo}/")
     assert "You may download" in page.locator("#access-state").inner_text()
     with page.expect_download() as download:
-        page.click(f"#how-to-download a[href$='/config.json']")
+        page.click("#how-to-download a[href$='/config.json']")
     config = gated.checkpoint.files.get(path="config.json")
     assert sha256(download.value.path()) == config.blob_id
     shell = html.unescape(page.locator("#snippet-shell").inner_text())

@@ -6,7 +6,7 @@ import pytest
 
 from releases.models import Release
 from releases.policies_service import load_policy_version
-from tests.browser import log_in
+from tests.browser import click_through, log_in
 from tests.conftest import make_persona
 from tests.registry.test_tasks import wait_for
 from tests.releases.conftest import ASSESSMENT, POLICIES, submit_checkpoint
@@ -39,11 +39,10 @@ def test_alice_submits_bob_and_carol_approve_and_the_gates_turn_green(
         page = browser.new_context().new_page()
         log_in(page, stagegate_server, reviewer, f"{reviewer}-pw")
         page.goto(f"{url}/reviews/")
-        page.click(f"#review-queue a[href='/releases/{release.pk}/']")
+        click_through(page, f"#review-queue a[href='/releases/{release.pk}/']")
         assert page.locator("#gates-verdict").inner_text() == "blocked"
         page.fill("#review-form textarea[name=comment]", f"{reviewer} checked the census and evals")
-        page.click("#approve")
-        page.wait_for_load_state()
+        click_through(page, "#approve")
         gate = page.locator(f"li[data-gate='approvals:{'safety' if reviewer == 'bob' else 'policy'}']")
         assert "pass" in gate.get_attribute("class")
         if reviewer == "carol":

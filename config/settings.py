@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "config.devserver",  # before staticfiles: its runserver is the one `make run` starts
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from tests.services import assert_services_reachable
 
-pytest_plugins = ["tests.live", "tests.browser"]
+pytest_plugins = ["tests.live", "tests.browser", "tests.s3"]
 
 
 def pytest_configure(config):
@@ -73,6 +73,13 @@ def api_client_for():
     return make
 
 
+def staged_files() -> list[str]:
+    """The temporary files under FILE_UPLOAD_TEMP_DIR (shared by the session's tests and
+    workers): a test compares them with what was there when it started."""
+    tmp_root = Path(settings.FILE_UPLOAD_TEMP_DIR)
+    return sorted(p.name for p in tmp_root.rglob("*") if p.is_file())
+
+
 class StateSnapshot:
     """What a failed submission must not change: rows, blob files, temporary files."""
 
@@ -84,7 +91,6 @@ class StateSnapshot:
         from models.models import Blob, Checkpoint, CheckpointFile, ModelFamily
 
         blob_root = Path(settings.STORAGES["blobs"]["OPTIONS"]["location"])
-        tmp_root = Path(settings.FILE_UPLOAD_TEMP_DIR)
         return {
             "checkpoints": Checkpoint.objects.count(),
             "checkpoint_files": CheckpointFile.objects.count(),
@@ -92,7 +98,7 @@ class StateSnapshot:
             "blob_rows": Blob.objects.count(),
             "blob_files": sorted(str(p.relative_to(blob_root)) for p in blob_root.rglob("*")
                                  if p.is_file()) if blob_root.exists() else [],
-            "temp_files": sorted(p.name for p in tmp_root.rglob("*") if p.is_file()),
+            "temp_files": staged_files(),
         }
 
     def assert_unchanged(self):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_persona, token_for
+from tests.conftest import make_persona
 from tests.live import ROOT, WorkerProcess
 from tests.registry.test_tasks import wait_for
 
@@ -32,8 +32,9 @@ def test_readyz_is_ready_when_every_part_is(client):
     assert all(part["ok"] for part in response.json()["parts"].values())
 
 
-def readyz_with(tmp_path: Path, **env) -> tuple[int, dict]:
-    """/readyz in a fresh process whose settings point one part at something that is down."""
+def readyz_with(tmp_path: Path, **env) -> subprocess.Popen:
+    """/readyz in a fresh process whose settings point one part at something that is down;
+    `readyz_answer` waits for what it printed."""
     script = ("import django, json\n"
               "django.setup()\n"
               "from django.test import Client\n"
@@ -45,10 +46,14 @@ def readyz_with(tmp_path: Path, **env) -> tuple[int, dict]:
                  "STAGEGATE_DATA_DIR": str(tmp_path / "data"),
                  "CELERY_BROKER_URL": "redis://127.0.0.1:6379/9"})
     base.update(env)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=base, cwd=ROOT, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    status, body = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=base, cwd=ROOT)
+
+
+def readyz_answer(process: subprocess.Popen) -> tuple[int, dict]:
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-2000:]
+    status, body = stdout.strip().splitlines()[-1].split(" ", 1)
     return int(status), json.loads(body)
 
 
@@ -66,8 +71,10 @@ def test_readyz_fails_naming_the_part_that_is_down(tmp_path, settings):
         # A fresh SQLite file nobody migrated.
         "migrations": {},
     }
-    for part, env in cases.items():
-        status, body = readyz_with(tmp_path / part, **env)
+    # One process per part, all at once: each waits on its own timeouts.
+    started = {part: readyz_with(tmp_path / part, **env) for part, env in cases.items()}
+    for part, process in started.items():
+        status, body = readyz_answer(process)
         assert status == 503, (part, body)
         assert not body["parts"][part]["ok"] and body["parts"][part]["problem"], (part, body)
         others = {name for name, state in body["parts"].items() if not state["ok"]}

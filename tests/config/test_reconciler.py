@@ -7,18 +7,18 @@ import os
 
 import pytest
 
-from tests.registry.test_s3_blobstore import _settings_from_env
+from tests.s3 import settings_from_env
 
 
 def test_the_beat_schedule_runs_the_reconciler_every_configured_interval(monkeypatch):
     monkeypatch.setenv("STAGEGATE_RECONCILE_SECONDS", "120")
-    entry = _settings_from_env().CELERY_BEAT_SCHEDULE["reconcile-left-behind-work"]
+    entry = settings_from_env().CELERY_BEAT_SCHEDULE["reconcile-left-behind-work"]
     assert entry == {"task": "stagegate.reconcile_left_behind", "schedule": 120.0}
 
 
 def test_a_reconcile_interval_of_zero_leaves_it_off_the_schedule(monkeypatch):
     monkeypatch.setenv("STAGEGATE_RECONCILE_SECONDS", "0")
-    assert "reconcile-left-behind-work" not in _settings_from_env().CELERY_BEAT_SCHEDULE
+    assert "reconcile-left-behind-work" not in settings_from_env().CELERY_BEAT_SCHEDULE
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,8 +5,7 @@ model folder; its record conforms; it is usable and pinned in policy like a buil
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from evaluations.planning import plan_run
 from evaluations.selectors import evidence
 from releases.policies_service import load_policy_version
 from tests.conftest import make_persona
-from tests.eval_runs.conftest import submit_folder
+from tests.eval_runs.conftest import in_background, submit_folder
 from tests.registry.test_tasks import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,8 +71,9 @@ def write_task(folder: Path, rows: int = 8) -> tuple[Path, Path]:
     return folder / "lab_counting.yaml", data
 
 
-def harness_directly(model_dir: Path, task_dir: Path) -> dict:
-    """lm_eval's own CLI entry point, in a fresh process, on the same folder and YAML."""
+def harness_directly(model_dir: Path, task_dir: Path) -> Callable[[], dict]:
+    """lm_eval's own CLI entry point, in a fresh process, on the same folder and YAML, started
+    now."""
     script = (
         "import json, os, sys\n"
         "os.environ['HF_DATASETS_OFFLINE'] = os.environ['HF_HUB_OFFLINE'] = '1'\n"
@@ -85,10 +85,7 @@ def harness_directly(model_dir: Path, task_dir: Path) -> dict:
         " 'dtype': 'float32'}, tasks=['lab_counting'], task_manager=tm, device='cpu',"
         " batch_size=8, bootstrap_iters=1000, verbosity='ERROR')\n"
         "print(json.dumps(r['results']['lab_counting'], default=str))\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, cwd=task_dir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return in_background(script, cwd=task_dir)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -101,10 +98,11 @@ def test_a_registered_lm_eval_task_runs_on_a_worker_and_equals_the_harness_run_d
     checkpoint = submit_folder(alice, tiny_model_dir, family="lab/harness")
     [run] = services.request_evals(actor=alice, checkpoint=checkpoint,
                                    eval_names=["lab_counting"])
+    started = harness_directly(tiny_model_dir, tmp_path / "task")
     wait_for(lambda: EvalRun.objects.get(pk=run.pk).is_finished, timeout=300)
     run = EvalRun.objects.get(pk=run.pk)
     assert run.status == "succeeded", run.error
-    direct = harness_directly(tiny_model_dir, tmp_path / "task")
+    direct = started()
     assert run.metrics["acc"] == direct["acc,none"]
     assert run.metrics["acc_norm"] == direct["acc_norm,none"]
     scores = run.result["results"]["lab_counting"]

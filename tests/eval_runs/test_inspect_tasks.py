@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from audit.models import AuditEvent
 from evaluations import services
 from evaluations.models import EvalRun, HarnessTask
 from tests.conftest import TINY_TEXTS, make_persona
-from tests.eval_runs.conftest import submit_folder
+from tests.eval_runs.conftest import in_background, submit_folder
 from tests.registry.test_tasks import wait_for
 
 # A question-answer task: does the model continue the training sentence with its next word?
@@ -63,8 +62,8 @@ def write_task(folder: Path, source: str = TASK) -> tuple[Path, Path]:
     return task, data
 
 
-def inspect_directly(model_dir: Path, task_dir: Path, max_tokens: int) -> dict:
-    """inspect_ai.eval in a fresh process on the same folder and task file."""
+def inspect_directly(model_dir: Path, task_dir: Path, max_tokens: int) -> Callable[[], dict]:
+    """inspect_ai.eval in a fresh process on the same folder and task file, started now."""
     script = (
         "import json\n"
         "from inspect_ai import eval\n"
@@ -73,10 +72,7 @@ def inspect_directly(model_dir: Path, task_dir: Path, max_tokens: int) -> dict:
         f" max_tokens={max_tokens}, seed=0)[0]\n"
         "print(json.dumps({m: v.value for s in log.results.scores for m, v in s.metrics.items()}))\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "INSPECT_LOG_DIR": str(task_dir / "logs")}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, cwd=task_dir, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return in_background(script, cwd=task_dir, env=env)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -91,11 +87,11 @@ def test_a_registered_inspect_task_runs_on_a_worker_and_equals_inspect_run_direc
     checkpoint = submit_folder(alice, tiny_model_dir, family="lab/inspect")
     [run] = services.request_evals(actor=bob, checkpoint=checkpoint, eval_names=["lab_continue"],
                                    params={"lab_continue": {"max_tokens": 4}})
+    direct = inspect_directly(tiny_model_dir, tmp_path / "task", max_tokens=4)
     wait_for(lambda: EvalRun.objects.get(pk=run.pk).is_finished, timeout=300)
     run = EvalRun.objects.get(pk=run.pk)
     assert run.status == "succeeded", run.error
-    direct = inspect_directly(tiny_model_dir, tmp_path / "task", max_tokens=4)
-    assert run.metrics["accuracy"] == direct["accuracy"]
+    assert run.metrics["accuracy"] == direct()["accuracy"]
     assert "inspect_log.json" in run.artifacts
     assert run.result["stagegate"]["inputs"]["task"]["harness"].startswith("inspect-ai ")
     [again] = services.request_evals(actor=bob, checkpoint=checkpoint,

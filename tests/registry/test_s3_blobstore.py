@@ -11,13 +11,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import uuid
 
-import boto3
 import pytest
 import requests
 import torch
-from django.conf import settings as django_settings
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import GatedRepoError
 
@@ -26,68 +23,10 @@ from evaluations.models import EvalRun
 from models import blobstore, scanning, services
 from models.materialize import materialized
 from tests.checkpoints import write_model_folder
-from tests.conftest import token_for
+from tests.conftest import staged_files, token_for
 from tests.eval_runs.conftest import submit_folder
 from tests.registry.test_tasks import wait_for
 from tests.releases.stages import grant, release_at
-
-REGION = "us-east-1"
-KEYS = {"AWS_ACCESS_KEY_ID": "stagegate-test", "AWS_SECRET_ACCESS_KEY": "stagegate-test-secret"}
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-class Bucket:
-    def __init__(self, endpoint: str):
-        self.endpoint = endpoint
-        self.name = f"blobs-{uuid.uuid4().hex[:12]}"
-        self.client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
-                                   aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
-                                   aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
-        self.client.create_bucket(Bucket=self.name)
-
-    @property
-    def env(self) -> dict[str, str]:
-        """What an operator sets (README, .env.example) to put the blobs in this bucket."""
-        return {"STAGEGATE_BLOB_STORAGE": "s3", "AWS_STORAGE_BUCKET_NAME": self.name,
-                "AWS_S3_ENDPOINT_URL": self.endpoint, "AWS_S3_REGION_NAME": REGION, **KEYS}
-
-    def keys(self) -> set[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
-        return {item["Key"] for page in pages for item in page.get("Contents", [])}
-
-    def read(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
-
-
-@pytest.fixture
-def bucket(s3_endpoint, settings, monkeypatch):
-    """A fresh bucket holding this test's blobs, in this process (settings, as config/settings.py
-    builds them from the bucket's environment) and in any worker started with `bucket.env`."""
-    bucket = Bucket(s3_endpoint)
-    for key, value in bucket.env.items():
-        monkeypatch.setenv(key, value)
-    settings.STORAGES = {**settings.STORAGES, "blobs": _settings_from_env().STORAGES["blobs"]}
-    return bucket
-
-
-def _settings_from_env():
-    """config/settings.py evaluated afresh under the current environment (not imported: the
-    running settings stay as they are)."""
-    import runpy
-    from types import SimpleNamespace
-
-    return SimpleNamespace(**runpy.run_path(str(django_settings.BASE_DIR / "config" / "settings.py")))
-
 
 def pytorch_bytes() -> bytes:
     buffer = io.BytesIO()
@@ -97,6 +36,7 @@ def pytorch_bytes() -> bytes:
 
 @pytest.mark.django_db
 def test_submissions_put_each_blob_in_the_bucket_once(bucket, alice, tmp_path):
+    staged_before = staged_files()
     folder = write_model_folder(tmp_path / "ckpt")
     first = submit_folder(alice, folder, family="lab/s3", label="a")
     second = submit_folder(alice, folder, family="lab/s3", label="b")
@@ -107,7 +47,7 @@ def test_submissions_put_each_blob_in_the_bucket_once(bucket, alice, tmp_path):
     for blob_id in blob_ids:
         assert hashlib.sha256(bucket.read(blobstore.blob_name(blob_id))).hexdigest() == blob_id
     assert first.parameters > 0 and first.census == second.census
-    assert not any(blobstore.temp_dir().iterdir()), "staged files left behind"
+    assert staged_files() == staged_before, "staged files left behind"
 
 
 @pytest.mark.django_db

@@ -23,8 +23,8 @@ from models import blobstore
 from models.models import Blob, Checkpoint, ModelFamily
 from releases import workflow
 from tests.checkpoints import write_safetensors
-from tests.conftest import token_for
-from tests.registry.test_s3_blobstore import Bucket, _settings_from_env, s3_endpoint  # noqa: F401
+from tests.conftest import staged_files, token_for
+from tests.s3 import Bucket
 from tests.releases.conftest import run_pending_evals, submit_checkpoint
 from tests.releases.stages import grant, release_at
 
@@ -92,13 +92,11 @@ class HoldingProxy:
 
 
 @pytest.fixture
-def held_bucket(s3_endpoint, settings, monkeypatch):  # noqa: F811
+def held_bucket(s3_endpoint, settings, monkeypatch):
     """This test's bucket, reached (by this process and its live server) through the proxy."""
     bucket = Bucket(s3_endpoint)
     proxy = HoldingProxy(s3_endpoint)
-    for key, value in {**bucket.env, "AWS_S3_ENDPOINT_URL": proxy.url}.items():
-        monkeypatch.setenv(key, value)
-    settings.STORAGES = {**settings.STORAGES, "blobs": _settings_from_env().STORAGES["blobs"]}
+    bucket.use(settings, monkeypatch, endpoint=proxy.url)
     settings.STAGEGATE_DOWNLOAD_MODE = "redirect"
     yield bucket, proxy
     proxy.close()
@@ -186,6 +184,7 @@ def test_approvals_and_downloads_finish_while_a_new_familys_bytes_are_still_uplo
 def test_a_submission_that_loses_its_label_while_uploading_leaves_no_blob_and_no_checkpoint(
         held_bucket, stagegate_server, personas, tmp_path):
     bucket, proxy = held_bucket
+    staged_before = staged_files()
     alice = personas.alice
     token = token_for(alice)
     slow = Submission(stagegate_server.url, token, "lab/held-race", "v1",
@@ -212,7 +211,7 @@ def test_a_submission_that_loses_its_label_while_uploading_leaves_no_blob_and_no
     assert list(family.checkpoints.values_list("label", flat=True)) == ["v1"]
     assert not Blob.objects.filter(sha256=sha).exists()
     assert blobstore.blob_name(sha) not in bucket.keys(), "the lost submission's bytes stayed"
-    assert not any(blobstore.temp_dir().iterdir()), "staged files left behind"
+    assert staged_files() == staged_before, "staged files left behind"
 
 
 # --- every submission route ---------------------------------------------------------------------

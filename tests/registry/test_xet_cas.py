@@ -17,7 +17,6 @@ from models.xet import formats
 from models.xet.hashing import chunk_hash, file_hash, hash_to_hex, hex_to_hash, keyed
 from tests.conftest import StateSnapshot, make_persona, token_for
 from tests.registry import xetcraft
-from tests.registry.test_s3_blobstore import bucket, s3_endpoint  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -147,6 +146,32 @@ def test_a_committed_xet_file_is_rebuilt_and_checked_against_its_sha256(cas):
     checkpoint = Checkpoint.objects.get(family__name="cas")
     assert done.json()["commitOid"] == checkpoint.commit
     assert checkpoint.files.get().blob_id == sha
+
+
+def test_a_xorb_changed_in_the_storage_after_its_upload_rebuilds_nothing(cas):
+    """Someone with write access to the blob storage (not to Stagegate) swaps bytes of a stored
+    xorb: the commit's rebuild checks each chunk against its Xet hash again, and is refused."""
+    from models import blobstore
+    from models.xet import store
+
+    data = os.urandom(50_000)
+    chunks = xetcraft.split(data)
+    xorb_hex, body = xetcraft.xorb(chunks)
+    assert cas.post_xorb(xorb_hex, body).status_code == 200
+    assert cas.post_shard(xetcraft.shard(xorb_hex, chunks, [(0, len(chunks))])).status_code == 200
+    stored = blobstore.blob_storage().path(store.xorb_name(xorb_hex))
+    with open(stored, "r+b") as fh:  # 16 bytes inside the third chunk's data
+        fh.seek(len(body) // 2)
+        original = fh.read(16)
+        fh.seek(len(body) // 2)
+        fh.write(bytes(b ^ 0xFF for b in original))
+    snapshot = StateSnapshot()
+    refused = cas.commit("weights.bin", hashlib.sha256(data).hexdigest(), len(data))
+    assert refused.status_code == 400
+    assert f"stored xorb {xorb_hex} no longer matches its chunk hashes" in \
+        refused.headers["X-Error-Message"]
+    assert not Checkpoint.objects.filter(family__name="cas").exists()
+    snapshot.assert_unchanged()
 
 
 def test_the_dedup_answer_lists_the_xorb_with_keyed_chunk_hashes(cas):

@@ -3,12 +3,14 @@ them (tests using these must use the `transactional_db` fixture so their data is
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,3 +169,17 @@ def start_worker(django_db_setup):
     for worker in started:
         worker.discard()
     _purge_broker()
+
+
+def in_background(script: str, *, cwd: Path, env: dict | None = None) -> Callable[[], object]:
+    """Start `script` in a fresh Python process now (beside other work the test waits for);
+    the function returned waits for it and gives the JSON its last line printed."""
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
+
+    def result():
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+        return json.loads(stdout.strip().splitlines()[-1])
+
+    return result

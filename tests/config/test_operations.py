@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_persona
-from tests.live import ROOT, WorkerProcess
+from tests.live import ROOT, WorkerProcess, in_background
 from tests.registry.test_tasks import wait_for
 
 
@@ -32,29 +30,21 @@ def test_readyz_is_ready_when_every_part_is(client):
     assert all(part["ok"] for part in response.json()["parts"].values())
 
 
-def readyz_with(tmp_path: Path, **env) -> subprocess.Popen:
-    """/readyz in a fresh process whose settings point one part at something that is down;
-    `readyz_answer` waits for what it printed."""
+def readyz_with(tmp_path: Path, **env):
+    """/readyz in a fresh process, started now, whose settings point one part at something that
+    is down; call what it returns for (status, body)."""
     script = ("import django, json\n"
               "django.setup()\n"
               "from django.test import Client\n"
               "r = Client(HTTP_HOST='localhost').get('/readyz')\n"
-              "print(r.status_code, json.dumps(r.json()))\n")
+              "print(json.dumps([r.status_code, r.json()]))\n")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL",
                                                                      "CELERY_BROKER"))}
     base.update({"DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONPATH": str(ROOT),
                  "STAGEGATE_DATA_DIR": str(tmp_path / "data"),
                  "CELERY_BROKER_URL": "redis://127.0.0.1:6379/9"})
     base.update(env)
-    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=base, cwd=ROOT)
-
-
-def readyz_answer(process: subprocess.Popen) -> tuple[int, dict]:
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr[-2000:]
-    status, body = stdout.strip().splitlines()[-1].split(" ", 1)
-    return int(status), json.loads(body)
+    return in_background(script, cwd=ROOT, env=base)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -73,8 +63,8 @@ def test_readyz_fails_naming_the_part_that_is_down(tmp_path, settings):
     }
     # One process per part, all at once: each waits on its own timeouts.
     started = {part: readyz_with(tmp_path / part, **env) for part, env in cases.items()}
-    for part, process in started.items():
-        status, body = readyz_answer(process)
+    for part, answer in started.items():
+        status, body = answer()
         assert status == 503, (part, body)
         assert not body["parts"][part]["ok"] and body["parts"][part]["problem"], (part, body)
         others = {name for name, state in body["parts"].items() if not state["ok"]}

@@ -19,7 +19,8 @@ from evaluations.planning import plan_run
 from evaluations.selectors import evidence
 from releases.policies_service import load_policy_version
 from tests.conftest import make_persona
-from tests.eval_runs.conftest import in_background, submit_folder
+from tests.eval_runs.conftest import submit_folder
+from tests.live import in_background
 from tests.registry.test_tasks import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +72,7 @@ def write_task(folder: Path, rows: int = 8) -> tuple[Path, Path]:
     return folder / "lab_counting.yaml", data
 
 
-def harness_directly(model_dir: Path, task_dir: Path) -> Callable[[], dict]:
+def harness_directly(model_dir: Path, task_dir: Path) -> Callable[[], object]:
     """lm_eval's own CLI entry point, in a fresh process, on the same folder and YAML, started
     now."""
     script = (

@@ -18,7 +18,8 @@ from audit.models import AuditEvent
 from evaluations import services
 from evaluations.models import EvalRun, HarnessTask
 from tests.conftest import TINY_TEXTS, make_persona
-from tests.eval_runs.conftest import in_background, submit_folder
+from tests.eval_runs.conftest import submit_folder
+from tests.live import in_background
 from tests.registry.test_tasks import wait_for
 
 # A question-answer task: does the model continue the training sentence with its next word?
@@ -62,7 +63,7 @@ def write_task(folder: Path, source: str = TASK) -> tuple[Path, Path]:
     return task, data
 
 
-def inspect_directly(model_dir: Path, task_dir: Path, max_tokens: int) -> Callable[[], dict]:
+def inspect_directly(model_dir: Path, task_dir: Path, max_tokens: int) -> Callable[[], object]:
     """inspect_ai.eval in a fresh process on the same folder and task file, started now."""
     script = (
         "import json\n"

@@ -12,8 +12,9 @@ import pytest
 import requests
 
 from audit.models import AuditEvent
+from models import blobstore
 from models.models import Checkpoint, HubUpload, XetFile, Xorb
-from models.xet import formats
+from models.xet import formats, store
 from models.xet.hashing import chunk_hash, file_hash, hash_to_hex, hex_to_hash, keyed
 from tests.conftest import StateSnapshot, make_persona, token_for
 from tests.registry import xetcraft
@@ -151,9 +152,6 @@ def test_a_committed_xet_file_is_rebuilt_and_checked_against_its_sha256(cas):
 def test_a_xorb_changed_in_the_storage_after_its_upload_rebuilds_nothing(cas):
     """Someone with write access to the blob storage (not to Stagegate) swaps bytes of a stored
     xorb: the commit's rebuild checks each chunk against its Xet hash again, and is refused."""
-    from models import blobstore
-    from models.xet import store
-
     data = os.urandom(50_000)
     chunks = xetcraft.split(data)
     xorb_hex, body = xetcraft.xorb(chunks)

@@ -18,8 +18,7 @@ from django.core.servers.basehttp import WSGIServer
 class NoDelayWSGIServer(WSGIServer):
     def get_request(self):
         connection, address = super().get_request()
-        if connection.family in (socket.AF_INET, socket.AF_INET6):
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection, address
 
 
